@@ -1,0 +1,91 @@
+"""The sandboxed side: run the notebook's cells, call the entry function, save the model.
+
+Runs as ``python -m deepgrade._child NOTEBOOK ENTRY MODEL_OUT RESULT_OUT`` inside
+the student's temporary directory. Nothing it writes is trusted: the grader
+only loads MODEL_OUT, with ``safe_mode=True``; RESULT_OUT carries a message.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _is_test_cell(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("grade")) and not meta.get("solution")
+
+
+def _write(path: str, **result) -> None:
+    with open(path, "w") as f:
+        json.dump(result, f)
+
+
+def _error(exc: BaseException) -> tuple[str, str]:
+    text = str(exc).strip().splitlines()
+    return type(exc).__name__, (text[0] if text else "")
+
+
+def main(argv: list[str]) -> int:
+    notebook, entry, model_out, result_out = argv
+    import nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the student's
+        ename, evalue = _error(exc)
+        _write(result_out, message=f"The notebook could not be read as a Jupyter notebook ({ename}: {evalue}).")
+        return 1
+
+    shell = InteractiveShell.instance()
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.cell_type != "code" or _is_test_cell(cell):
+            continue
+        outcome = shell.run_cell(cell.source, store_history=True)
+        exc = outcome.error_before_exec or outcome.error_in_exec
+        if exc is not None:
+            ename, evalue = _error(exc)
+            _write(result_out, ename=ename,
+                   message=f"Cell {number} of the notebook raised {ename}: {evalue}. "
+                           "Run the notebook from the top (Restart & Run All) and fix the first error.")
+            return 1
+
+    fn = shell.user_ns.get(entry)
+    if not callable(fn):
+        _write(result_out, message=f"The notebook does not define a function `{entry}()`. "
+                                   f"Keep the `def {entry}():` line of the exercise and fill in its body.")
+        return 1
+    try:
+        model = fn()
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        ename, evalue = _error(exc)
+        _write(result_out, ename=ename, message=f"{entry}() raised {ename}: {evalue}.")
+        return 1
+
+    import keras
+
+    if model is None:
+        _write(result_out, message=f"{entry}() returned None; expected a Keras model. "
+                                   "Did you forget `return model` at the end?")
+        return 1
+    if not isinstance(model, keras.Model):
+        _write(result_out, message=f"{entry}() returned a {type(model).__module__}.{type(model).__name__}; "
+                                   "expected a Keras 3 model (keras.Sequential or keras.Model). "
+                                   "Build it with `import keras`, not `tf.keras` from tf_keras.")
+        return 1
+    try:
+        if not model.built:
+            model.build((None, 28, 28, 1))
+        model.save(model_out)
+    except Exception as exc:  # noqa: BLE001
+        ename, evalue = _error(exc)
+        _write(result_out, ename=ename, message=f"The model {entry}() returned could not be built and saved "
+                                                f"for 28x28x1 images ({ename}: {evalue}).")
+        return 1
+    _write(result_out, ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

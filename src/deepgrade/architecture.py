@@ -1,0 +1,176 @@
+"""Architecture and parameter checks on a loaded Keras 3 model.
+
+Equivalent formulations compare equal: Sequential or functional, nested
+models, ``Dense(256, activation="relu")`` or ``Dense(256)`` followed by
+``Activation("relu")`` (or a ``ReLU`` layer), ``Input`` layer or ``input_shape``.
+Every mismatch is worded "Layer 3 (Dense 'dense_1'): expected units=256.
+Received: units=128."
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .errors import DeepgradeError
+
+
+class CheckFailed(DeepgradeError, AssertionError):
+    """A check did not pass; the message is for the student."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One expected layer: its Keras class name and the attributes that must match."""
+
+    kind: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(self, kind: str, **attrs: Any):
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "attrs", {k: _normalize(k, v) for k, v in attrs.items()})
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
+        return f"{self.kind}({args})"
+
+    def build(self):
+        """A fresh Keras layer with these attributes (to count the parameters it should have)."""
+        import keras
+
+        return getattr(keras.layers, self.kind)(**self.attrs)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A layer of the student's model, after folding standalone activations into the layer before."""
+
+    position: int
+    kind: str
+    name: str
+    config: dict[str, Any]
+    params: int
+
+    def label(self) -> str:
+        return f"Layer {self.position} ({self.kind} {self.name!r})"
+
+
+_TUPLE_ATTRS = {"kernel_size", "strides", "pool_size", "dilation_rate"}
+_ACTIVATION_LAYERS = {"ReLU": "relu", "Softmax": "softmax"}
+
+
+def _normalize(key: str, value: Any) -> Any:
+    if key in _TUPLE_ATTRS and isinstance(value, int):
+        return (value, value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _activation_name(config: dict[str, Any]) -> Any:
+    act = config.get("activation")
+    if isinstance(act, dict):  # a serialized activation object
+        return act.get("config", {}).get("name", act.get("class_name"))
+    return act
+
+
+def observe(model) -> list[Observed]:
+    """The student's layers in order, nested models expanded, InputLayers dropped, activations folded."""
+    import keras
+
+    def walk(m) -> list:
+        out = []
+        for layer in m.layers:
+            if isinstance(layer, keras.Model):
+                out.extend(walk(layer))
+            elif not isinstance(layer, keras.layers.InputLayer):
+                out.append(layer)
+        return out
+
+    observed: list[Observed] = []
+    for layer in walk(model):
+        kind = type(layer).__name__
+        config = {k: _normalize(k, v) for k, v in layer.get_config().items()}
+        act = config.get("activation") if kind == "Activation" else _ACTIVATION_LAYERS.get(kind)
+        if kind == "ReLU" and (config.get("max_value") is not None or config.get("negative_slope", 0) or config.get("threshold", 0)):
+            act = None  # a leaky or capped ReLU is not plain relu
+        if act is not None and observed and _activation_name(observed[-1].config) == "linear":
+            prev = observed[-1]
+            observed[-1] = Observed(prev.position, prev.kind, prev.name, {**prev.config, "activation": act}, prev.params)
+            continue
+        observed.append(Observed(len(observed) + 1, kind, layer.name, config, layer.count_params()))
+    return observed
+
+
+def _matches(expected: Any, received: Any) -> bool:
+    if isinstance(expected, float) or isinstance(received, float):
+        try:
+            return math.isclose(float(expected), float(received), rel_tol=1e-6, abs_tol=1e-9)
+        except (TypeError, ValueError):
+            return False
+    return expected == received
+
+
+def check_architecture(model, expected: Sequence[Layer]) -> str:
+    """Raise :class:`CheckFailed` naming the first layer that differs; return a success message."""
+    observed = observe(model)
+    for i, want in enumerate(expected):
+        if i >= len(observed):
+            last = f"layer {len(observed)} ({observed[-1].kind})" if observed else "no layer at all"
+            raise CheckFailed(
+                f"Layer {i + 1}: expected {want}. Received: nothing, the model ends after {last}. "
+                f"Add the missing layers: {', '.join(str(x) for x in expected[i:])}."
+            )
+        got = observed[i]
+        if got.kind != want.kind:
+            raise CheckFailed(f"{got.label()}: expected {want}. Received: {got.kind}.")
+        for key, value in want.attrs.items():
+            have = _activation_name(got.config) if key == "activation" else got.config.get(key)
+            if not _matches(value, have):
+                raise CheckFailed(f"{got.label()}: expected {key}={value!r}. Received: {key}={have!r}.")
+    if len(observed) > len(expected):
+        extra = observed[len(expected)]
+        raise CheckFailed(
+            f"{extra.label()}: expected no more layers after layer {len(expected)} ({expected[-1]}). "
+            f"Received: {len(observed) - len(expected)} extra layer(s), starting with this {extra.kind}."
+        )
+    return f"{len(expected)} layers as expected: " + " -> ".join(x.kind for x in expected) + "."
+
+
+def expected_params(expected: Sequence[Layer], input_shape: tuple[int, ...]) -> list[int]:
+    """Parameter count of each expected layer, by building the layers in a fresh Keras model."""
+    import keras
+
+    layers = [want.build() for want in expected]
+    keras.Sequential([keras.Input(input_shape), *layers])
+    return [layer.count_params() for layer in layers]
+
+
+def check_parameters(model, expected: Sequence[Layer], input_shape: tuple[int, ...]) -> str:
+    """Exact total; on a mismatch, name the first layer with weights where the counts diverge."""
+    want_each = expected_params(expected, input_shape)
+    want_total = sum(want_each)
+    observed = observe(model)
+    got_total = model.count_params()
+    if got_total == want_total:
+        return f"{got_total:,} parameters, as expected."
+    weighted_want = [(w, n) for w, n in zip(expected, want_each) if n]
+    weighted_got = [o for o in observed if o.params]
+    for (want, n), got in zip(weighted_want, weighted_got):
+        if got.params != n:
+            raise CheckFailed(
+                f"{got.label()}: expected {n:,} parameters (as {want} has). Received: {got.params:,}. "
+                f"Total: expected {want_total:,}, received {got_total:,}."
+            )
+    if len(weighted_got) < len(weighted_want):
+        want, n = weighted_want[len(weighted_got)]
+        raise CheckFailed(
+            f"Expected {want_total:,} parameters in total. Received: {got_total:,}; "
+            f"the layer with weights that should come next, {want} ({n:,} parameters), is missing."
+        )
+    extra = weighted_got[len(weighted_want)] if len(weighted_got) > len(weighted_want) else None
+    where = f" {extra.label()} adds {extra.params:,} parameters not expected." if extra else ""
+    raise CheckFailed(f"Expected {want_total:,} parameters in total. Received: {got_total:,}.{where}")

@@ -1,0 +1,117 @@
+"""nbgrader integration: the trusted grader fills in the verdict of every test cell.
+
+``configure(c)`` (called from the course's ``nbgrader_config.py``) points
+nbgrader at ``solutions/`` (source) and ``exercises/`` (release) and replaces
+nbgrader's in-kernel ``Execute`` step of ``nbgrader autograde`` with
+:class:`TrustedGrade`: the submission runs in deepgrade's sandbox, the
+trusted grader computes every check, and each test cell (``grade_id`` = the
+check's name) gets the grader's verdict as its output. nbgrader then scores
+the cells as usual (an error output is 0 points), so the gradebook holds the
+same points as ``deepgrade check``, and nothing the student's code does in a
+kernel can change them.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import nbformat
+from nbformat.notebooknode import NotebookNode
+from traitlets import Integer, Unicode
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+from .config import find_course_root, load_course
+from .errors import DeepgradeError
+from .report import CheckResult, Report
+
+
+def _is_test_cell(cell: NotebookNode) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def verdict_output(result: CheckResult) -> NotebookNode:
+    """The output a test cell gets: a stdout line when passed, an error (0 points in nbgrader) when not."""
+    header = f"{result.name}: {result.points:g} / {result.max_points:g}"
+    if result.passed:
+        return nbformat.v4.new_output("stream", name="stdout", text=f"PASS {header}: {result.message}\n")
+    return nbformat.v4.new_output(
+        "error", ename="CheckFailed", evalue=result.message,
+        traceback=[f"FAIL {header}", *result.message.splitlines()],
+    )
+
+
+def fill_test_cells(nb: NotebookNode, report: Report) -> None:
+    by_name = {c.name: c for c in report.checks}
+    env = report.environment
+    for cell in nb.cells:
+        if not _is_test_cell(cell):
+            continue
+        name = cell.metadata["nbgrader"].get("grade_id")
+        points = float(cell.metadata["nbgrader"].get("points", 0))
+        result = by_name.get(name) or CheckResult(
+            name, False, 0.0, points, f"deepgrade has no check named {name!r} for {report.exercise!r}.")
+        cell.outputs = [verdict_output(result)]
+        if result.passed and "seed" in env:
+            cell.outputs.append(nbformat.v4.new_output(
+                "stream", name="stdout",
+                text=f"(graded with seed {env['seed']} on {env.get('device')}, profile {report.profile})\n"))
+    nb.metadata["deepgrade"] = report.to_dict()
+
+
+class TrustedGrade(NbGraderPreprocessor):
+    """Grade the (sanitized) submission with deepgrade's trusted grader; write verdicts into test cells."""
+
+    profile = Unicode("", help="deepgrade profile (smoke or full); empty: chosen from the device").tag(config=True)
+    seed = Integer(None, allow_none=True, help="training seed; None: a fresh seed per submission").tag(config=True)
+    course = Unicode("", help="folder holding course.yml; empty: found from the working directory").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        info = resources.get("nbgrader", {})
+        exercise = info.get("assignment", "")
+        student = info.get("student", "?")
+        try:
+            course = load_course(self.course or find_course_root())
+            with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
+                path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
+                nbformat.write(nb, path)
+                from .grading import grade
+
+                report = grade(course, exercise, path, profile=self.profile or None, seed=self.seed)
+        except DeepgradeError as exc:
+            self.log.error("deepgrade could not grade %s/%s: %s", student, exercise, exc)
+            report = Report(exercise, self.profile or "?", [], {"grader_error": str(exc)})
+            for cell in nb.cells:
+                if _is_test_cell(cell):
+                    cell.outputs = [nbformat.v4.new_output(
+                        "error", ename="GraderError", evalue=str(exc),
+                        traceback=["The grader failed; this is not a problem with your work.", str(exc)])]
+            nb.metadata["deepgrade"] = report.to_dict()
+            return nb, resources
+        fill_test_cells(nb, report)
+        self.log.info("deepgrade %s/%s: %g / %g (seed %s)", student, exercise, report.score, report.max_score,
+                      report.environment.get("seed"))
+        folder = resources.get("metadata", {}).get("path")
+        if folder:
+            Path(folder, f"{info.get('notebook', 'submission')}.deepgrade.json").write_text(
+                json.dumps(report.to_dict(), indent=2) + "\n")
+        return nb, resources
+
+
+def configure(c) -> None:
+    """Settings for a deepgrade course; call from nbgrader_config.py as ``configure(get_config())``."""
+    from nbgrader.converters import Autograde
+    from nbgrader.preprocessors import Execute
+
+    c.CourseDirectory.source_directory = "solutions"
+    c.CourseDirectory.release_directory = "exercises"
+    # nbgrader's own pipeline, with its in-kernel Execute step replaced by the trusted grader.
+    default = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
+    c.Autograde.autograde_preprocessors = [TrustedGrade if step is Execute else step for step in default]
+    # Stubs say what to do instead of the bare default.
+    c.ClearSolutions.code_stub = {
+        "python": "# YOUR CODE HERE\nraise NotImplementedError(\"build the model here, then return it\")",
+    }

@@ -1,0 +1,36 @@
+"""Checks a student runs inside their own notebook (the test cells of each exercise).
+
+This is a convenience for the student, not the grade: it saves the model that
+``build_fn()`` returns and hands the file to the trusted grader in a separate
+process. When an instructor autogrades, nbgrader does not run these cells:
+deepgrade's trusted grader fills in their results (see ``nbgrader_ext``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .architecture import CheckFailed
+
+
+def check(exercise: str, name: str, build_fn: Callable, *, profile: str | None = None, seed: int | None = None) -> None:
+    """Run one check of ``exercise`` on ``build_fn()``; print the verdict, raise CheckFailed when it fails."""
+    from .config import load_course
+    from .grading import grade
+
+    course = load_course()
+    model = build_fn()
+    if model is None:
+        raise CheckFailed(f"{build_fn.__name__}() returned None; expected a Keras model. Did you forget `return model`?")
+    with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
+        path = Path(tmp) / "model.keras"
+        model.save(path)
+        report = grade(course, exercise, model=path, profile=profile, seed=seed, only=[name])
+    result = next((c for c in report.checks if c.name == name), None)
+    if result is None:
+        raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")
+    if not result.passed:
+        raise CheckFailed(f"{name}: {result.message}")
+    print(f"PASS {name} ({result.points:g} / {result.max_points:g}): {result.message}")

@@ -1,0 +1,248 @@
+"""The pytest plugin behind every autograder (registered as the ``deepgrade`` pytest11 entry point).
+
+An autograder is a plain pytest module, ``autograders/test_<exercise>.py``,
+with one test per check declared in course.yml (``test_architecture`` for the
+check ``architecture``). The plugin is active when a submission is given
+(``--deepgrade-notebook`` or ``--deepgrade-model``); it provides the fixtures
+below, keeps each check's outcome and message on the test item, and writes the
+grade as JSON at session finish (``--deepgrade-report``).
+
+Fixtures, all computed in this (trusted) process:
+  grading      the GradingSession: course, exercise, profile, seed
+  exercise     the exercise's course.yml entry
+  profile      the profile's training budget and thresholds
+  submission   path of the .keras file the sandboxed notebook produced
+  model        that file loaded with safe_mode=True
+  training     a fresh copy trained and evaluated on the test set (session-cached)
+  passed       call with the message to show when the check passes
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .errors import DeepgradeError
+from .report import CheckResult, Report
+
+SESSION = pytest.StashKey["GradingSession"]()
+MESSAGE = pytest.StashKey[str]()
+RESULT = pytest.StashKey[CheckResult]()
+
+_MODULE_NAME = re.compile(r"^test_(?P<exercise>\w+)\.py$")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deepgrade", "grade a submission with a deepgrade autograder")
+    group.addoption("--deepgrade-notebook", help="student notebook to grade (run in the sandbox)")
+    group.addoption("--deepgrade-model", help="an already saved .keras model to grade instead of a notebook")
+    group.addoption("--deepgrade-exercise", help="exercise id (default: from the autograder's file name)")
+    group.addoption("--deepgrade-profile", choices=("smoke", "full"), help="training profile (default: from the device)")
+    group.addoption("--deepgrade-seed", type=int, help="seed for training (default: a fresh random seed)")
+    group.addoption("--deepgrade-course", help="course.yml or its folder (default: found from the autograder)")
+    group.addoption("--deepgrade-report", help="write the grade as JSON to this file")
+
+
+class GradingSession:
+    """Everything one grading run shares; built once, from the command line and course.yml."""
+
+    def __init__(self, config: pytest.Config):
+        opt = config.getoption
+        self.notebook = Path(opt("--deepgrade-notebook")).resolve() if opt("--deepgrade-notebook") else None
+        self.given_model = Path(opt("--deepgrade-model")).resolve() if opt("--deepgrade-model") else None
+        self.exercise_name: str | None = opt("--deepgrade-exercise")
+        self.profile_name: str | None = opt("--deepgrade-profile")
+        seed = opt("--deepgrade-seed")
+        self.seed: int = seed if seed is not None else secrets.randbelow(2**31)
+        self.course_arg = opt("--deepgrade-course")
+        self.report_path = Path(opt("--deepgrade-report")) if opt("--deepgrade-report") else None
+        self.course = None
+        self._tmp = tempfile.TemporaryDirectory(prefix="deepgrade-grader-")
+        self.started = time.time()
+        self.environment: dict = {}
+
+    # -- set up once the autograder module is known ----------------------------------
+    def bind(self, autograder: Path) -> None:
+        from .config import find_course_root, load_course
+        from .environment import default_profile
+
+        if self.exercise_name is None:
+            match = _MODULE_NAME.match(autograder.name)
+            if not match:
+                raise pytest.UsageError(
+                    f"Cannot tell the exercise from the autograder's name: expected test_<exercise>.py. "
+                    f"Received: {autograder.name}. Pass --deepgrade-exercise."
+                )
+            self.exercise_name = match["exercise"]
+        root = self.course_arg or find_course_root(autograder.parent)
+        self.course = load_course(root)
+        self.exercise = self.course.exercise(self.exercise_name)
+        self.profile_name = self.profile_name or default_profile()
+        self.profile = self.course.profile(self.exercise_name, self.profile_name)
+
+    # -- the pipeline, each step cached by its fixture --------------------------------
+    def build_submission(self) -> Path:
+        if self.given_model is not None:
+            return self.given_model
+        from .sandbox import Limits, build_model
+
+        limits = Limits(self.exercise.sandbox.time_limit_s, self.exercise.sandbox.memory_limit_mb)
+        built = build_model(self.notebook, self.exercise.entry, Path(self._tmp.name) / "model.keras", limits)
+        self.environment["sandbox_seconds"] = round(built.seconds, 2)
+        return built.model_path
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--deepgrade-notebook") or config.getoption("--deepgrade-model"):
+        config.stash[SESSION] = GradingSession(config)
+
+
+def _session(config: pytest.Config) -> GradingSession | None:
+    return config.stash.get(SESSION, None)
+
+
+def _check_name(item: pytest.Item) -> str | None:
+    return item.name[len("test_"):] if item.name.startswith("test_") else None
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    grading = _session(config)
+    if grading is None or not items:
+        return
+    modules = {Path(str(item.fspath)) for item in items}
+    if len(modules) != 1:
+        raise pytest.UsageError(f"Grade one autograder at a time. Received: {sorted(str(m) for m in modules)}.")
+    try:
+        grading.bind(modules.pop())
+    except DeepgradeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    declared = set(grading.exercise.checks)
+    tests = {_check_name(item) for item in items}
+    unknown = sorted(t for t in tests if t not in declared)
+    if unknown and not config.getoption("-k"):
+        raise pytest.UsageError(
+            f"Autograder tests without a check in course.yml: {unknown}. "
+            f"Expected one test_<check> per check in exercises.{grading.exercise_name}.checks "
+            f"({sorted(declared)})."
+        )
+    missing = sorted(declared - tests)
+    if missing and not config.getoption("-k"):
+        raise pytest.UsageError(
+            f"course.yml declares checks with no test in the autograder: {missing}. "
+            f"Add test_{missing[0]} to the autograder or remove the check."
+        )
+
+
+# -- fixtures -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def grading(request: pytest.FixtureRequest) -> GradingSession:
+    session = _session(request.config)
+    if session is None or session.course is None:
+        pytest.skip("no submission given: run through `deepgrade check EXERCISE NOTEBOOK`")
+    return session
+
+
+@pytest.fixture(scope="session")
+def exercise(grading: GradingSession):
+    return grading.exercise
+
+
+@pytest.fixture(scope="session")
+def profile(grading: GradingSession):
+    return grading.profile
+
+
+@pytest.fixture(scope="session")
+def submission(grading: GradingSession) -> Path:
+    return grading.build_submission()
+
+
+@pytest.fixture(scope="session")
+def model(submission: Path):
+    from .trusted import load_model
+
+    return load_model(submission)
+
+
+@pytest.fixture(scope="session")
+def training(model, grading: GradingSession):
+    from .trusted import check_io, train_and_evaluate
+
+    check_io(model)
+    result = train_and_evaluate(model, grading.profile, grading.exercise.compile, grading.seed)
+    grading.environment.update(
+        train_size=result.train_size, epochs=result.epochs, train_seconds=round(result.seconds, 2),
+        compiled_by=result.compiled_by,
+    )
+    return result
+
+
+@pytest.fixture
+def passed(request: pytest.FixtureRequest):
+    """``passed("message")`` records what the student sees when the check passes."""
+
+    def record(message: str) -> None:
+        request.node.stash[MESSAGE] = message
+
+    return record
+
+
+# -- outcomes -------------------------------------------------------------------------
+
+def _message(exc: BaseException) -> tuple[str, bool]:
+    """(message for the student, whether the grader itself failed)."""
+    if isinstance(exc, DeepgradeError):
+        return str(exc), False
+    if isinstance(exc, AssertionError):
+        text = str(exc).split("\nassert ")[0].strip()
+        return text or "assertion failed", False
+    if isinstance(exc, pytest.skip.Exception):
+        return f"not run: {exc.msg}", False
+    return (f"The grader failed on this check ({type(exc).__name__}: {exc}); "
+            "this is not a problem with your work: tell your instructor."), True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    grading = _session(item.config)
+    name = _check_name(item)
+    if grading is None or grading.course is None or name not in grading.exercise.checks or RESULT in item.stash:
+        return report
+    points = grading.exercise.checks[name].points
+    if report.when == "call" and report.passed:
+        item.stash[RESULT] = CheckResult(name, True, points, points, item.stash.get(MESSAGE, "passed"))
+    elif report.failed or report.skipped:
+        message, grader_fault = _message(call.excinfo.value) if call.excinfo else ("failed", False)
+        if grader_fault:
+            grading.environment.setdefault("grader_errors", []).append(name)
+        item.stash[RESULT] = CheckResult(name, False, 0.0, points, message)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    grading = _session(session.config)
+    if grading is None or grading.course is None:
+        return
+    by_name = {_check_name(i): i.stash[RESULT] for i in session.items if RESULT in i.stash}
+    checks = [by_name[name] for name in grading.exercise.checks if name in by_name]
+    try:
+        from .environment import describe
+
+        grading.environment.update(describe())
+    except Exception as exc:  # noqa: BLE001 - a grade is never lost for want of its metadata
+        grading.environment["describe_error"] = f"{type(exc).__name__}: {exc}"
+    grading.environment.update(seed=grading.seed, grade_seconds=round(time.time() - grading.started, 2))
+    report = Report(grading.exercise_name, grading.profile_name, checks, grading.environment)
+    if grading.report_path is not None:
+        report.write(grading.report_path)
+    grading.close()

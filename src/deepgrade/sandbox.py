@@ -1,0 +1,150 @@
+"""Run a student's notebook in its own subprocess and bring back only a ``.keras`` file.
+
+The child (``python -m deepgrade._child``) runs with a time limit, an
+address-space limit, a scrubbed environment and a fresh temporary working
+directory that holds nothing but a copy of the notebook. Whatever it prints is
+kept as a log; the only thing the grader uses is the model file, which it then
+loads itself with ``safe_mode=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import GraderError, StudentCodeError
+
+NOTEBOOK_NAME = "submission.ipynb"
+MODEL_NAME = "model.keras"
+RESULT_NAME = "result.json"
+
+
+@dataclass(frozen=True)
+class Limits:
+    time_limit_s: float = 120
+    memory_limit_mb: int = 4096
+
+
+@dataclass(frozen=True)
+class Built:
+    model_path: Path
+    log: str
+    seconds: float
+
+
+def scrubbed_env(workdir: Path) -> dict[str, str]:
+    """The only environment the student process sees: no credentials, no course paths, no GPU."""
+    bindir = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir / "tmp"),
+        "KERAS_HOME": str(workdir / ".keras"),
+        "IPYTHONDIR": str(workdir / ".ipython"),
+        "MPLCONFIGDIR": str(workdir / ".matplotlib"),
+        "MPLBACKEND": "Agg",
+        "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LANG": "C.UTF-8",
+    }
+
+
+def _limit(memory_limit_mb: int):
+    def apply() -> None:
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def build_model(notebook: Path, entry: str, out: Path, limits: Limits = Limits()) -> Built:
+    """Run ``notebook`` then ``entry()`` in a sandboxed child; save the returned model to ``out``.
+
+    Raises :class:`StudentCodeError` with a message for the student when the
+    notebook raises, runs out of time or memory, or returns no Keras model.
+    """
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise StudentCodeError(
+            f"Notebook not found: expected a .ipynb file. Received: {notebook}.",
+            tip="Check the path you passed to `deepgrade check`.",
+        )
+    with tempfile.TemporaryDirectory(prefix="deepgrade-student-") as tmp:
+        work = Path(tmp)
+        (work / "tmp").mkdir()
+        shutil.copyfile(notebook, work / NOTEBOOK_NAME)
+        cmd = [sys.executable, "-m", "deepgrade._child", NOTEBOOK_NAME, entry, MODEL_NAME, RESULT_NAME]
+        start = time.monotonic()
+        with open(work / "tmp" / "log.txt", "w+b") as log:
+            try:
+                proc = subprocess.Popen(
+                    cmd, cwd=work, env=scrubbed_env(work), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limit(limits.memory_limit_mb),
+                )
+            except OSError as exc:
+                raise GraderError(f"Could not start the sandbox process: {exc}.") from exc
+            try:
+                code = proc.wait(timeout=limits.time_limit_s)
+            except subprocess.TimeoutExpired:
+                _kill_tree(proc)
+                raise StudentCodeError(
+                    f"The notebook and {entry}() did not finish within the time limit of "
+                    f"{limits.time_limit_s:g} s. Look for an infinite loop or for training code that runs "
+                    f"when the notebook is executed; {entry}() only needs to build and return the model."
+                ) from None
+            finally:
+                _kill_tree(proc)
+            log.seek(0)
+            text = log.read().decode("utf-8", "replace")
+        seconds = time.monotonic() - start
+        result = _read_result(work / RESULT_NAME)
+        if result.get("ok") and (work / MODEL_NAME).is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(work / MODEL_NAME, out)
+            return Built(out, text, seconds)
+        raise StudentCodeError(_explain_failure(result, code, entry, limits, text))
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _read_result(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _explain_failure(result: dict, code: int, entry: str, limits: Limits, log: str) -> str:
+    if "message" in result:
+        message = str(result["message"])
+        if result.get("ename") == "MemoryError":
+            message += f" The sandbox allows {limits.memory_limit_mb} MB."
+        return message
+    if code < 0:
+        sig = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        return (
+            f"The notebook process was killed by {sig} before {entry}() returned a model "
+            f"(the sandbox allows {limits.memory_limit_mb} MB of memory). Make the model or the data it builds smaller."
+        )
+    tail = "\n".join(log.strip().splitlines()[-5:])
+    return f"The notebook process exited with code {code} before {entry}() returned a model. Last output:\n{tail}"
