@@ -11,9 +11,18 @@ import json
 import sys
 
 
-def _is_test_cell(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return bool(meta.get("grade")) and not meta.get("solution")
+NOT_DONE = ("The exercise is not done yet: replace `raise NotImplementedError(...)` in {entry}() "
+            "with code that builds the model and returns it.")
+
+
+SKIP_TAG = "deepgrade-skip"
+
+
+def _skipped(cell) -> bool:
+    """nbgrader test cells (they call the grader) and cells tagged deepgrade-skip do not run here."""
+    meta = cell.get("metadata", {})
+    nbg = meta.get("nbgrader", {})
+    return (bool(nbg.get("grade")) and not nbg.get("solution")) or SKIP_TAG in meta.get("tags", [])
 
 
 def _write(path: str, **result) -> None:
@@ -40,15 +49,15 @@ def main(argv: list[str]) -> int:
 
     shell = InteractiveShell.instance()
     for number, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type != "code" or _is_test_cell(cell):
+        if cell.cell_type != "code" or _skipped(cell):
             continue
         outcome = shell.run_cell(cell.source, store_history=True)
         exc = outcome.error_before_exec or outcome.error_in_exec
         if exc is not None:
             ename, evalue = _error(exc)
-            _write(result_out, ename=ename,
-                   message=f"Cell {number} of the notebook raised {ename}: {evalue}. "
-                           "Run the notebook from the top (Restart & Run All) and fix the first error.")
+            advice = (NOT_DONE.format(entry=entry) if ename == "NotImplementedError"
+                      else "Run the notebook from the top (Restart & Run All) and fix the first error.")
+            _write(result_out, ename=ename, message=f"Cell {number} of the notebook raised {ename}: {evalue}. {advice}")
             return 1
 
     fn = shell.user_ns.get(entry)
@@ -60,7 +69,8 @@ def main(argv: list[str]) -> int:
         model = fn()
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         ename, evalue = _error(exc)
-        _write(result_out, ename=ename, message=f"{entry}() raised {ename}: {evalue}.")
+        advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else ""
+        _write(result_out, ename=ename, message=f"{entry}() raised {ename}: {evalue}. {advice}".rstrip())
         return 1
 
     import keras

@@ -91,7 +91,8 @@ def demo(
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
     try:
-        app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
+        code = app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except DeepgradeError as exc:
         err.print(f"[bold red]error:[/bold red] {escape(exc.message)}", highlight=False)
         if exc.tip:

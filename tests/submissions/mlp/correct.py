@@ -1,0 +1,15 @@
+# expect: every check passes (the functional API with separate Activation layers, as in seed 001)
+def build_model():
+    inputs = keras.Input(shape=(28, 28, 1))
+    x = layers.Flatten()(inputs)
+    x = layers.Dense(256)(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(0.4)(x)
+    x = layers.Dense(256)(x)
+    x = layers.Activation("relu")(x)
+    x = layers.Dropout(0.4)(x)
+    x = layers.Dense(10)(x)
+    outputs = layers.Activation("softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
