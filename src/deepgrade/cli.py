@@ -19,7 +19,7 @@ from .errors import DeepgradeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Auto-graded exercises and quizzes for a hands-on TensorFlow/Keras course.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 CourseOpt = Annotated[Optional[Path], typer.Option("--course", help="course.yml or its folder (default: found upwards)")]
 

@@ -153,7 +153,9 @@ def load_course(path: Path | str | None = None) -> LoadedCourse:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{file}: not valid YAML{where}: {getattr(exc, 'problem', None) or exc}.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a mapping of keys at the top. Received: {type(data).__name__}.")
     try:

@@ -63,38 +63,37 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _problem(path: Path, expected: str) -> str | None:
+    """What is wrong with one file, or None when it is good."""
+    if not path.is_file():
+        return f"{path}: missing"
+    try:
+        digest = file_digest(path)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        return f"{path}: unreadable ({exc})"
+    if digest != expected:
+        return f"{path}: corrupt (sha256 of its content is {digest[:12]}..., expected {expected[:12]}...)"
+    return None
+
+
 def problems(folder: Path) -> list[str]:
     """What is wrong with the four files in ``folder``; empty when all are good."""
-    found = []
-    for name, expected in FILES.items():
-        path = folder / name
-        if not path.is_file():
-            found.append(f"{path}: missing")
-            continue
-        try:
-            digest = file_digest(path)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            found.append(f"{path}: unreadable ({exc})")
-            continue
-        if digest != expected:
-            found.append(f"{path}: corrupt (sha256 of its content is {digest[:12]}..., expected {expected[:12]}...)")
-    return found
+    return [p for name, expected in FILES.items() if (p := _problem(folder / name, expected))]
 
 
 def install(source: Path = DEBIAN_DIR) -> Path:
     """Make the Keras cache hold verified files, copying from ``source`` where needed. Returns the cache folder."""
     target = cache_dir()
-    if not problems(target):
-        return target
-    target.mkdir(parents=True, exist_ok=True)
+    bad = []
     for name, expected in FILES.items():
         dst = target / name
-        if dst.is_file() and not problems_one(dst, expected):
+        if _problem(dst, expected) is None:
             continue
-        src = source / name
-        if src.is_file():
-            shutil.copyfile(src, dst)
-    bad = problems(target)
+        if (source / name).is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / name, dst)
+        if problem := _problem(dst, expected):
+            bad.append(problem)
     if bad:
         raise GraderError(
             "Fashion-MNIST is not available offline: expected the four verified files in "
@@ -102,13 +101,6 @@ def install(source: Path = DEBIAN_DIR) -> Path:
             tip=HOW_TO_FIX,
         )
     return target
-
-
-def problems_one(path: Path, expected: str) -> bool:
-    try:
-        return file_digest(path) != expected
-    except (OSError, EOFError, gzip.BadGzipFile):
-        return True
 
 
 @dataclass(frozen=True)

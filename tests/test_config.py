@@ -1,0 +1,77 @@
+"""course.yml is validated on load; every mistake names the file, the key path and what was expected."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepgrade.cli import main
+from deepgrade.config import load_course
+from deepgrade.errors import ConfigError
+
+from conftest import REPO
+
+
+def write(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load((REPO / "course.yml").read_text())
+    edit(data)
+    for part in ("autograders", "solutions"):
+        (tmp_path / part).symlink_to(REPO / part)
+    (tmp_path / "course.yml").write_text(yaml.safe_dump(data))
+    return tmp_path
+
+
+def test_the_course_loads(course):
+    mlp = course.exercise("mlp")
+    assert mlp.entry == "build_model"
+    assert list(mlp.checks) == ["architecture", "parameters", "accuracy"]
+    assert course.profile("mlp", "smoke").thresholds.accuracy is not None
+    assert course.release_notebook("mlp") == REPO / "exercises" / "mlp" / "mlp.ipynb"
+
+
+def test_unknown_key_gets_did_you_mean(tmp_path):
+    root = write(tmp_path, lambda d: d["exercises"]["mlp"]["profiles"]["smoke"].update(epocs=3))
+    with pytest.raises(ConfigError) as info:
+        load_course(root)
+    text = str(info.value)
+    assert str(root / "course.yml") in text
+    assert "exercises.mlp.profiles.smoke.epocs" in text
+    assert "Did you mean 'epochs'?" in text
+
+
+def test_wrong_type_names_key_and_expected(tmp_path):
+    root = write(tmp_path, lambda d: d["exercises"]["mlp"]["profiles"]["smoke"].update(epochs="three"))
+    with pytest.raises(ConfigError) as info:
+        load_course(root)
+    assert "exercises.mlp.profiles.smoke.epochs: expected an integer. Received: 'three'." in str(info.value)
+
+
+def test_missing_notebook_is_reported(tmp_path):
+    root = write(tmp_path, lambda d: d["exercises"]["mlp"].update(notebook="solutions/mlp/nope.ipynb"))
+    with pytest.raises(ConfigError, match=r"exercises\.mlp\.notebook: expected an existing file\. Received: 'solutions/mlp/nope.ipynb'"):
+        load_course(root)
+
+
+def test_missing_required_key(tmp_path):
+    root = write(tmp_path, lambda d: d["exercises"]["mlp"]["checks"]["accuracy"].pop("points"))
+    with pytest.raises(ConfigError, match=r"exercises\.mlp\.checks\.accuracy\.points: missing"):
+        load_course(root)
+
+
+def test_unknown_exercise_did_you_mean(course):
+    with pytest.raises(ConfigError, match="Did you mean 'mlp'"):
+        course.exercise("mpl")
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
+    root = write(tmp_path, lambda d: d["exercises"]["mlp"].update(chekcs=d["exercises"]["mlp"]["checks"]))
+    assert main(["validate", "--course", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'chekcs'" in err and "Did you mean 'checks'?" in err
+    assert "Traceback" not in err
+
+
+def test_cli_bad_yaml(tmp_path, capsys):
+    (tmp_path / "course.yml").write_text("name: [unclosed\n")
+    assert main(["validate", "--course", str(tmp_path)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err

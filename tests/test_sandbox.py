@@ -1,0 +1,102 @@
+"""The sandbox: student code runs in its own process with limits; only a .keras file comes back."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from deepgrade.errors import StudentCodeError
+from deepgrade.sandbox import Limits, build_model
+
+MODEL = """
+import keras
+def build_model():
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+"""
+
+
+def notebook(tmp_path: Path, *sources: str, tags: dict[int, list[str]] | None = None) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    for index, cell_tags in (tags or {}).items():
+        nb.cells[index].metadata["tags"] = cell_tags
+    path = tmp_path / "student.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def run(tmp_path, *sources, limits=Limits(time_limit_s=60, memory_limit_mb=4096), **kw):
+    return build_model(notebook(tmp_path, *sources, **kw), "build_model", tmp_path / "out" / "model.keras", limits)
+
+
+def test_a_model_comes_back_as_a_keras_file(tmp_path):
+    built = run(tmp_path, MODEL)
+    assert built.model_path.is_file() and built.model_path.suffix == ".keras"
+
+
+def test_environment_is_scrubbed_and_workdir_is_empty(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPGRADE_TEST_SECRET", "hunter2")
+    probe = """
+import os
+leaked = [k for k in os.environ if "SECRET" in k or k.startswith(("AWS", "GITHUB", "DEEPGRADE"))]
+assert not leaked, leaked
+assert sorted(p for p in os.listdir(".") if not p.startswith(".")) == ["submission.ipynb", "tmp"], os.listdir(".")
+assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+"""
+    run(tmp_path, probe, MODEL)
+
+
+def test_tagged_cells_are_skipped(tmp_path):
+    run(tmp_path, MODEL, "raise RuntimeError('training demo, not graded')", tags={1: ["deepgrade-skip"]})
+
+
+def test_a_raising_cell_is_named(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"^Cell 2 of the notebook raised NameError: name 'undefined' is not defined"):
+        run(tmp_path, MODEL, "undefined + 1")
+
+
+def test_build_model_raising(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"^build_model\(\) raised ZeroDivisionError: division by zero"):
+        run(tmp_path, "def build_model():\n    return 1 / 0")
+
+
+def test_returns_none(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"build_model\(\) returned None; expected a Keras model\. Did you forget `return model`"):
+        run(tmp_path, "def build_model():\n    pass")
+
+
+def test_returns_something_else(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"returned a builtins\.int; expected a Keras 3 model"):
+        run(tmp_path, "def build_model():\n    return 42")
+
+
+def test_missing_function(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"does not define a function `build_model\(\)`"):
+        run(tmp_path, "x = 1")
+
+
+def test_infinite_loop_hits_the_time_limit(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"did not finish within the time limit of 5 s"):
+        run(tmp_path, "def build_model():\n    while True:\n        pass", "build_model()",
+            limits=Limits(time_limit_s=5, memory_limit_mb=4096))
+
+
+def test_memory_limit(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"MemoryError.*The sandbox allows 1024 MB"):
+        run(tmp_path, "big = bytearray(3 * 2**30)", MODEL, limits=Limits(time_limit_s=60, memory_limit_mb=1024))
+
+
+def test_exit_is_caught(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"exited with code 3 before build_model\(\) returned a model"):
+        run(tmp_path, "import os\nos._exit(3)")
+
+
+def test_not_a_notebook(tmp_path):
+    path = tmp_path / "broken.ipynb"
+    path.write_text("{ this is not json")
+    with pytest.raises(StudentCodeError, match=r"could not be read as a Jupyter notebook"):
+        build_model(path, "build_model", tmp_path / "model.keras")
+
+
+def test_missing_notebook(tmp_path):
+    with pytest.raises(StudentCodeError, match=r"Notebook not found"):
+        build_model(tmp_path / "nope.ipynb", "build_model", tmp_path / "model.keras")
