@@ -11,6 +11,8 @@ import yaml
 from deepgrade.config import load_course
 from deepgrade.submissions import write_submission
 
+pytest_plugins = ["pytester"]
+
 REPO = Path(__file__).resolve().parents[1]
 SUBMISSIONS = REPO / "tests" / "submissions"
 

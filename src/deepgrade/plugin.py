@@ -124,21 +124,24 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         grading.bind(modules.pop())
     except DeepgradeError as exc:
         raise pytest.UsageError(str(exc)) from None
+    problem = _mismatch(grading, {_check_name(item) for item in items}) if not config.getoption("-k") else None
+    if problem:
+        grading.course = None  # no grade is written for an autograder that does not fit course.yml
+        raise pytest.UsageError(problem)
+
+
+def _mismatch(grading: GradingSession, tests: set[str | None]) -> str | None:
     declared = set(grading.exercise.checks)
-    tests = {_check_name(item) for item in items}
-    unknown = sorted(t for t in tests if t not in declared)
-    if unknown and not config.getoption("-k"):
-        raise pytest.UsageError(
-            f"Autograder tests without a check in course.yml: {unknown}. "
-            f"Expected one test_<check> per check in exercises.{grading.exercise_name}.checks "
-            f"({sorted(declared)})."
-        )
+    unknown = sorted(str(t) for t in tests if t not in declared)
+    if unknown:
+        return (f"Autograder tests without a check in course.yml: {unknown}. "
+                f"Expected one test_<check> per check in exercises.{grading.exercise_name}.checks "
+                f"({sorted(declared)}).")
     missing = sorted(declared - tests)
-    if missing and not config.getoption("-k"):
-        raise pytest.UsageError(
-            f"course.yml declares checks with no test in the autograder: {missing}. "
-            f"Add test_{missing[0]} to the autograder or remove the check."
-        )
+    if missing:
+        return (f"course.yml declares checks with no test in the autograder: {missing}. "
+                f"Add test_{missing[0]} to the autograder or remove the check.")
+    return None
 
 
 # -- fixtures -------------------------------------------------------------------------
