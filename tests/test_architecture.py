@@ -4,18 +4,21 @@ import keras
 import pytest
 from keras import layers
 
-from deepgrade.architecture import CheckFailed, Layer, check_architecture, check_parameters, expected_params, observe
+from deepgrade.architecture import CheckFailed, check_architecture, check_parameters, expected_params, observe
 
 from conftest import REPO
 
-MLP = [
-    Layer("Flatten"),
-    Layer("Dense", units=256, activation="relu"),
-    Layer("Dropout", rate=0.4),
-    Layer("Dense", units=256, activation="relu"),
-    Layer("Dropout", rate=0.4),
-    Layer("Dense", units=10, activation="softmax"),
-]
+
+def load_autograder(exercise: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"autograder_{exercise}", REPO / "autograders" / f"test_{exercise}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MLP = load_autograder("mlp").EXPECTED
 SHAPE = (28, 28, 1)
 
 
@@ -113,9 +116,8 @@ def test_leaky_relu_is_not_relu():
 
 
 def test_autograder_expectation_matches_the_seed():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("test_mlp_autograder", REPO / "autograders" / "test_mlp.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_autograder("mlp")
+    assert [str(layer) for layer in module.EXPECTED] == [
+        "Flatten()", "Dense(units=256, activation='relu')", "Dropout(rate=0.4)",
+        "Dense(units=256, activation='relu')", "Dropout(rate=0.4)", "Dense(units=10, activation='softmax')"]
     assert sum(expected_params(module.EXPECTED, module.INPUT_SHAPE)) == module.TOTAL_PARAMS == 269_322
