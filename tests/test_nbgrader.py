@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from deepgrade.demo import run_demo
+from deepgrade.demo import run_demo, tool_env
 from deepgrade.grading import grade
 
 from conftest import REPO, SUBMISSIONS
@@ -26,7 +26,7 @@ def comparable(path: Path) -> dict:
 def test_committed_stub_matches_generate_assignment(tmp_path, course, exercise):
     shutil.copytree(REPO / "solutions", tmp_path / "solutions")
     shutil.copy(REPO / "nbgrader_config.py", tmp_path)
-    proc = subprocess.run([NBGRADER, "generate_assignment", exercise, "--force"], cwd=tmp_path,
+    proc = subprocess.run([NBGRADER, "generate_assignment", exercise, "--force"], cwd=tmp_path, env=tool_env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     generated = tmp_path / "exercises" / exercise

@@ -88,6 +88,39 @@ def demo(
     run_demo(_course(course), out, profile=profile)
 
 
+@app.command()
+def quiz(
+    name: Annotated[Optional[str], typer.Argument(help="question bank in quizzes/, e.g. pooling")] = None,
+    student: Annotated[Optional[str], typer.Option(help="your student id: it seeds your variant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the variant with its answers (for instructors)")] = False,
+    html: Annotated[Optional[Path], typer.Option(help="write a self-contained web page of the quiz to this file")] = None,
+    course: CourseOpt = None,
+) -> None:
+    """Take a self-check quiz in the terminal (or export it as JSON or a web page)."""
+    from .config import find_course_root
+    from .quiz import available, load_bank, make_quiz
+
+    root = (course.parent if course and course.is_file() else course) or find_course_root()
+    if name is None:
+        print("quizzes: " + ", ".join(available(root)))
+        return
+    if not student:
+        raise typer.BadParameter("expected your student id, e.g. --student alice. Received: nothing.",
+                                 param_hint="--student")
+    variant = make_quiz(load_bank(name, root), student)
+    if as_json:
+        print(json.dumps(variant.to_dict(), indent=2))
+    elif html:
+        from .quiz_html import write_html
+
+        write_html(variant, html)
+        print(f"wrote {html} ({len(variant.variants)} questions for {variant.student})")
+    else:
+        from .quiz_terminal import run
+
+        run(variant)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
     try:

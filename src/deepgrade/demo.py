@@ -9,6 +9,7 @@ exercises/ and gradebook are not touched.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -41,10 +42,16 @@ def nbgrader_config(course: LoadedCourse, *, profile: str | None, seed: int | No
     return "\n".join(lines) + "\n"
 
 
+def tool_env() -> dict[str, str]:
+    """The environment with this Python's scripts first on PATH (nbgrader runs `alembic` from PATH)."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+
+
 def nbgrader(out: Path, *args: str, console: Console) -> None:
     cmd = [str(Path(sys.executable).parent / "nbgrader"), *args]
     console.print(f"[dim]$ nbgrader {' '.join(args)}[/dim]")
-    proc = subprocess.run(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(cmd, cwd=out, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         raise GraderError(f"`nbgrader {' '.join(args)}` failed with exit code {proc.returncode}:\n"
                           + "\n".join(proc.stdout.splitlines()[-20:]))
