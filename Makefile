@@ -9,12 +9,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+CHROMIUM := /usr/bin/chromium
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # nbgrader runs `alembic` from PATH: the environment's scripts come first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup data demo test check-stub clean
+.PHONY: setup data demo test clean
 
 setup: $(STAMP) data
 
@@ -30,13 +31,18 @@ $(DEBIAN_DATA):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dataset-fashion-mnist
 
+# Debian's Chromium, for the quiz page's browser test (Playwright drives it; it downloads no browser).
+$(CHROMIUM):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
 data: $(STAMP) $(DEBIAN_DATA)
 	$(BIN)/deepgrade data
 
 demo: setup
 	$(BIN)/deepgrade demo
 
-test: setup
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest tests -p no:cacheprovider -q
 
 clean:
