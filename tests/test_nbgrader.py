@@ -10,7 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from deepgrade.demo import run_demo, tool_env
+from deepgrade.demo import gradebook, nbgrader, nbgrader_config, run_demo, tool_env
+from deepgrade.quiz import available, load_bank, make_quiz
+from deepgrade.quiz_nb import NBGRADER_VARIANT, source_notebook
+from deepgrade.submissions import fill
 from deepgrade.grading import grade
 
 from conftest import REPO, SUBMISSIONS
@@ -22,7 +25,14 @@ def comparable(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-@pytest.mark.parametrize("exercise", ["mlp"])
+ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").iterdir() if p.is_dir())
+
+
+def test_every_exercise_and_quiz_is_an_assignment(course):
+    assert set(course.course.exercises) | {f"quiz_{q}" for q in available(REPO)} == set(ASSIGNMENTS)
+
+
+@pytest.mark.parametrize("exercise", ASSIGNMENTS)
 def test_committed_stub_matches_generate_assignment(tmp_path, course, exercise):
     shutil.copytree(REPO / "solutions", tmp_path / "solutions")
     shutil.copy(REPO / "nbgrader_config.py", tmp_path)
@@ -69,3 +79,49 @@ def test_autograde_records_the_same_points_as_deepgrade_check(tmp_path, course):
     with open(out / "grades.csv") as f:
         scores = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
     assert scores == {s: row["score"] for s, row in by_student.items()}
+
+
+@pytest.mark.parametrize("name", available(REPO))
+def test_quiz_sources_match_their_banks(name):
+    committed = comparable(REPO / "solutions" / f"quiz_{name}" / f"quiz_{name}.ipynb")
+    assert committed == json.loads(nbformat.writes(source_notebook(make_quiz(load_bank(name, REPO), NBGRADER_VARIANT)))), (
+        f"solutions/quiz_{name} has drifted from quizzes/{name}.yml: run `deepgrade quiz {name} --nbgrader`")
+
+
+@pytest.mark.parametrize("name", available(REPO))
+def test_released_quiz_hides_the_answers(name):
+    quiz = make_quiz(load_bank(name, REPO), NBGRADER_VARIANT)
+    release = nbformat.read(REPO / "exercises" / f"quiz_{name}" / f"quiz_{name}.ipynb", as_version=4)
+    code = "\n".join(c.source for c in release.cells if c.cell_type == "code")
+    assert "HIDDEN TESTS" not in code and "'answer':" not in code and "answer_1 =" not in code
+    for number, variant in enumerate(quiz.variants, start=1):
+        assert f"answer_check({number}, answer_{number}, {variant.kind!r})" in code
+
+
+def test_quiz_round_trip_through_nbgrader(tmp_path, course):
+    from rich.console import Console
+
+    console = Console(quiet=True)
+    (tmp_path / "nbgrader_config.py").write_text(nbgrader_config(course, profile=None, seed=None))
+    nbgrader(tmp_path, "generate_assignment", "quiz_pooling", "--force", console=console)
+    stub = tmp_path / "exercises" / "quiz_pooling" / "quiz_pooling.ipynb"
+    quiz = make_quiz(load_bank("pooling", REPO), NBGRADER_VARIANT)
+    right = {f"q{n}_answer": f"answer_{n} = {v.answer!r}" for n, v in enumerate(quiz.variants, start=1)}
+    partly = dict(right)
+    partly["q1_answer"] = "answer_1 = [[10, 7], [8, 11]]"  # one number wrong
+    partly["q2_answer"] = "answer_2 = '5.75 4.25; 5.25 8.5'"  # text in the terminal's format: accepted
+    partly["q4_answer"] = "answer_4 = 'seven by seven'"  # malformed
+    del partly["q5_answer"]  # left as the stub: raises NotImplementedError
+    for student, answers in {"ace": right, "partly": partly}.items():
+        path = tmp_path / "submitted" / student / "quiz_pooling" / "quiz_pooling.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(fill(stub, answers), path)
+    nbgrader(tmp_path, "autograde", "quiz_pooling", "--force", console=console)
+    rows = {row["student"]: row for row in gradebook(tmp_path, "quiz_pooling")}
+    assert rows["ace"]["score"] == rows["ace"]["max_score"] == quiz.max_score == 7
+    assert rows["partly"]["score"] == 4
+    assert rows["partly"]["checks"] == {"q1": 0, "q2": 1, "q3": 1, "q4": 0, "q5": 0, "q6": 1, "q7": 1}
+    graded = nbformat.read(tmp_path / "autograded" / "partly" / "quiz_pooling" / "quiz_pooling.ipynb", as_version=4)
+    errors = [o for c in graded.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert any("Question 1: not quite. Hint:" in o.evalue for o in errors)
+    assert any("Question 4: Expected a shape such as" in o.evalue for o in errors)

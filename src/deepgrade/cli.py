@@ -94,6 +94,7 @@ def quiz(
     student: Annotated[Optional[str], typer.Option(help="your student id: it seeds your variant")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the variant with its answers (for instructors)")] = False,
     html: Annotated[Optional[Path], typer.Option(help="write a self-contained web page of the quiz to this file")] = None,
+    nbgrader: Annotated[bool, typer.Option("--nbgrader", help="write the nbgrader source notebook solutions/quiz_NAME/")] = False,
     course: CourseOpt = None,
 ) -> None:
     """Take a self-check quiz in the terminal (or export it as JSON or a web page)."""
@@ -103,6 +104,12 @@ def quiz(
     root = (course.parent if course and course.is_file() else course) or find_course_root()
     if name is None:
         print("quizzes: " + ", ".join(available(root)))
+        return
+    if nbgrader:
+        from .quiz_nb import NBGRADER_VARIANT, write_source
+
+        path = write_source(make_quiz(load_bank(name, root), student or NBGRADER_VARIANT), root / "solutions")
+        print(f"wrote {path}; release it with `nbgrader generate_assignment {path.parent.name} --force`")
         return
     if not student:
         raise typer.BadParameter("expected your student id, e.g. --student alice. Received: nothing.",

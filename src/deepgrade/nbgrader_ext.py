@@ -21,7 +21,7 @@ import nbformat
 from nbformat.notebooknode import NotebookNode
 from traitlets import Integer, Unicode
 
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbgrader.preprocessors import Execute
 
 from .config import find_course_root, load_course
 from .errors import DeepgradeError
@@ -62,19 +62,25 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
     nb.metadata["deepgrade"] = report.to_dict()
 
 
-class TrustedGrade(NbGraderPreprocessor):
-    """Grade the (sanitized) submission with deepgrade's trusted grader; write verdicts into test cells."""
+class TrustedGrade(Execute):
+    """Grade the (sanitized) submission with deepgrade's trusted grader; write verdicts into test cells.
+
+    Assignments that are not exercises in course.yml (the nbgrader quizzes) are executed by nbgrader's own
+    Execute step, unchanged.
+    """
 
     profile = Unicode("", help="deepgrade profile (smoke or full); empty: chosen from the device").tag(config=True)
     seed = Integer(None, allow_none=True, help="training seed; None: a fresh seed per submission").tag(config=True)
     course = Unicode("", help="folder holding course.yml; empty: found from the working directory").tag(config=True)
 
-    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+    def preprocess(self, nb: NotebookNode, resources: dict, retries=None) -> tuple[NotebookNode, dict]:
         info = resources.get("nbgrader", {})
         exercise = info.get("assignment", "")
         student = info.get("student", "?")
         try:
             course = load_course(self.course or find_course_root())
+            if exercise not in course.course.exercises:
+                return super().preprocess(nb, resources, retries)
             with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
                 path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
                 nbformat.write(nb, path)
@@ -113,5 +119,5 @@ def configure(c) -> None:
     c.Autograde.autograde_preprocessors = [TrustedGrade if step is Execute else step for step in default]
     # Stubs say what to do instead of the bare default.
     c.ClearSolutions.code_stub = {
-        "python": "# YOUR CODE HERE\nraise NotImplementedError(\"build the model here, then return it\")",
+        "python": "# YOUR CODE HERE\nraise NotImplementedError(\"replace this line with your code\")",
     }

@@ -61,12 +61,12 @@ _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 def _number(text: str, *, integer: bool) -> int | float:
     text = text.strip().replace(",", "") if integer else text.strip()
     if not _NUMBER.match(text):
-        what = "a whole number, e.g. 14" if integer else "a number, e.g. 5.75"
+        what = "a whole number, e.g. 42" if integer else "a number, e.g. 0.5"
         raise AnswerFormatError(f"Expected {what}. Received: {text!r}.")
     value = float(text)
     if integer:
         if value != int(value):
-            raise AnswerFormatError(f"Expected a whole number, e.g. 14. Received: {text!r}.")
+            raise AnswerFormatError(f"Expected a whole number, e.g. 42. Received: {text!r}.")
         return int(value)
     return value
 
@@ -89,9 +89,9 @@ def parse(variant: Variant, text: str) -> Any:
         raise AnswerFormatError(f"Expected one of 1-{len(variant.choices)} or the text of a choice. Received: {text!r}.")
     if variant.kind == "shape":
         parts = [p for p in re.split(r"[\s,x×()\[\]]+", text.lower()) if p and p != "none"]
-        if not parts:
-            raise AnswerFormatError(f"Expected a shape such as (14, 14, 8) or 14x14x8. Received: {text!r}.")
-        return tuple(_number(p, integer=True) for p in parts)
+        if not parts or not all(p.isdigit() for p in parts):
+            raise AnswerFormatError(f"Expected a shape such as (5, 5, 3) or 5x5x3. Received: {text!r}.")
+        return tuple(int(p) for p in parts)
     if variant.kind == "matrix":
         return _matrix(text)
     raise ValueError(f"unknown kind {variant.kind!r}")
@@ -108,7 +108,7 @@ def _matrix(text: str) -> list[list[float]]:
           and all(isinstance(x, (int, float)) and not isinstance(x, bool) for r in value for x in r))
     if not ok:
         raise AnswerFormatError(
-            f"Expected a matrix: rows separated by ';', e.g. '10 7; 8 12', or [[10, 7], [8, 12]]. Received: {text!r}.")
+            f"Expected a matrix: rows separated by ';', e.g. '1 2; 3 4', or [[1, 2], [3, 4]]. Received: {text!r}.")
     return [[float(x) for x in row] for row in value]
 
 
