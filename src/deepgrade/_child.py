@@ -20,9 +20,9 @@ SKIP_TAG = "deepgrade-skip"
 
 def _skipped(cell) -> bool:
     """nbgrader test cells (they call the grader) and cells tagged deepgrade-skip do not run here."""
-    meta = cell.get("metadata", {})
-    nbg = meta.get("nbgrader", {})
-    return (bool(nbg.get("grade")) and not nbg.get("solution")) or SKIP_TAG in meta.get("tags", [])
+    from deepgrade.submissions import is_test_cell
+
+    return is_test_cell(cell) or SKIP_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def _write(path: str, **result) -> None:

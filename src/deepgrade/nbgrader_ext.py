@@ -26,11 +26,7 @@ from nbgrader.preprocessors import Execute
 from .config import find_course_root, load_course
 from .errors import DeepgradeError
 from .report import CheckResult, Report
-
-
-def _is_test_cell(cell: NotebookNode) -> bool:
-    meta = cell.metadata.get("nbgrader", {})
-    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+from .submissions import is_test_cell
 
 
 def verdict_output(result: CheckResult) -> NotebookNode:
@@ -48,7 +44,7 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
     by_name = {c.name: c for c in report.checks}
     env = report.environment
     for cell in nb.cells:
-        if not _is_test_cell(cell):
+        if not is_test_cell(cell):
             continue
         name = cell.metadata["nbgrader"].get("grade_id")
         points = float(cell.metadata["nbgrader"].get("points", 0))
@@ -91,7 +87,7 @@ class TrustedGrade(Execute):
             self.log.error("deepgrade could not grade %s/%s: %s", student, exercise, exc)
             report = Report(exercise, self.profile or "?", [], {"grader_error": str(exc)})
             for cell in nb.cells:
-                if _is_test_cell(cell):
+                if is_test_cell(cell):
                     cell.outputs = [nbformat.v4.new_output(
                         "error", ename="GraderError", evalue=str(exc),
                         traceback=["The grader failed; this is not a problem with your work.", str(exc)])]

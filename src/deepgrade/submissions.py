@@ -7,6 +7,12 @@ from pathlib import Path
 import nbformat
 
 
+def is_test_cell(cell) -> bool:
+    """An nbgrader autograder-test cell: graded, not a solution."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
 def fill(stub: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
     """The stub with the source of each solution cell named in ``answers`` (by grade_id) replaced."""
     nb = nbformat.read(stub, as_version=4)
