@@ -1,0 +1,34 @@
+"""The test cells a student runs in Jupyter: the solution passes them in a real kernel, a wrong model fails them."""
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from conftest import REPO
+
+
+def run(nb, folder):
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+
+
+def stdout(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def test_solution_notebook_passes_its_own_test_cells():
+    nb = nbformat.read(REPO / "solutions" / "mlp" / "mlp.ipynb", as_version=4)
+    run(nb, REPO / "solutions" / "mlp")
+    tests = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert [stdout(c).split(" (")[0] for c in tests] == ["PASS architecture", "PASS parameters", "PASS accuracy"]
+    assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_a_wrong_model_fails_the_architecture_cell(make_submission):
+    nb = nbformat.read(make_submission("mlp", "no_dropout"), as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "accuracy":
+            cell.source = "pass  # not trained here: this test is about the architecture cell"
+    with pytest.raises(CellExecutionError) as info:
+        run(nb, REPO / "exercises" / "mlp")
+    assert "CheckFailed" in str(info.value) and "expected Dropout(rate=0.4). Received: Dense." in str(info.value)
