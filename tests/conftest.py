@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -48,3 +49,18 @@ def edited_course(tmp_path):
         return root
 
     return make
+
+
+def impulse_receptive_field(layers, size=64):
+    """Measure the receptive field with Keras: the span of input pixels that change the centre output of an
+    all-ones stack (with dilation, pixels inside the span may not contribute; the span is the field)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((size, 1, 1))] + [
+        keras.layers.Conv2D(1, (k, 1), strides=(s, 1), dilation_rate=(d, 1), kernel_initializer="ones",
+                            use_bias=False) for k, s, d in layers])
+    eye = np.eye(size, dtype="float32")[:, :, None, None]  # one impulse per input position
+    out = keras.ops.convert_to_numpy(model(eye))[:, :, 0, 0]
+    centre = out.shape[1] // 2
+    hit = np.flatnonzero(out[:, centre])
+    return int(hit[-1] - hit[0] + 1)

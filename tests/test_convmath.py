@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from deepgrade import convmath
 
+from conftest import impulse_receptive_field
+
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -95,19 +97,6 @@ def test_pool2d_matches_keras_pooling(data):
                         ("average", keras.layers.AveragePooling2D(2, strides=stride))):
         expected = keras.ops.convert_to_numpy(layer(batch))[0, :, :, 0]
         assert np.allclose(convmath.pool2d(x, 2, stride, mode), expected)
-
-
-def impulse_receptive_field(layers, size=64):
-    """Measure the receptive field with Keras: the span of input pixels that change the centre output of an
-    all-ones stack (with dilation, pixels inside the span may not contribute; the span is the field)."""
-    model = keras.Sequential([keras.Input((size, 1, 1))] + [
-        keras.layers.Conv2D(1, (k, 1), strides=(s, 1), dilation_rate=(d, 1), kernel_initializer="ones",
-                            use_bias=False) for k, s, d in layers])
-    eye = np.eye(size, dtype="float32")[:, :, None, None]  # one impulse per input position
-    out = keras.ops.convert_to_numpy(model(eye))[:, :, 0, 0]
-    centre = out.shape[1] // 2
-    hit = np.flatnonzero(out[:, centre])
-    return int(hit[-1] - hit[0] + 1)
 
 
 @settings(max_examples=40, deadline=None)

@@ -15,7 +15,7 @@ from deepgrade.errors import ConfigError
 from deepgrade.questions import GENERATORS, AnswerFormatError, Variant, grade, parse
 from deepgrade.quiz import available, load_bank, make_quiz
 
-from conftest import REPO
+from conftest import REPO, impulse_receptive_field
 
 BANKS = available(REPO)
 STUDENTS = [f"student-{i}" for i in range(40)]
@@ -158,7 +158,7 @@ def test_generated_answers_agree_with_keras_over_many_students():
                     out = keras.ops.convert_to_numpy(keras.ops.conv(image, kernel, padding="valid"))[0, :, :, 0]
                     assert out[p["row"] - 1, p["column"] - 1] == v.answer
                 elif gen == "receptive_field":
-                    assert v.answer == convmath.receptive_field([tuple(l) for l in p["layers"]])
+                    assert v.answer == impulse_receptive_field([tuple(l) for l in p["layers"]], size=96)
                 else:
                     continue
                 checked += 1
