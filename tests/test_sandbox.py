@@ -25,12 +25,24 @@ def notebook(tmp_path: Path, *sources: str, tags: dict[int, list[str]] | None = 
 
 
 def run(tmp_path, *sources, limits=Limits(time_limit_s=60, memory_limit_mb=4096), **kw):
-    return build_model(notebook(tmp_path, *sources, **kw), "build_model", tmp_path / "out" / "model.keras", limits)
+    """The model file build_model() produced, or the StudentCodeError saying why there is none."""
+    built = build_model(notebook(tmp_path, *sources, **kw), "build_model", tmp_path / "out", limits)
+    return built.model("build_model")
 
 
 def test_a_model_comes_back_as_a_keras_file(tmp_path):
-    built = run(tmp_path, MODEL)
-    assert built.model_path.is_file() and built.model_path.suffix == ".keras"
+    path = run(tmp_path, MODEL)
+    assert path.is_file() and path == tmp_path / "out" / "build_model.keras"
+
+
+def test_several_entry_functions_each_get_their_own_outcome(tmp_path):
+    nb = notebook(tmp_path, MODEL, "def build_other():\n    raise ValueError('not yet')")
+    built = build_model(nb, ["build_model", "build_other", "build_third"], tmp_path / "out")
+    assert built.model("build_model").is_file()
+    with pytest.raises(StudentCodeError, match=r"^build_other\(\) raised ValueError: not yet\.$"):
+        built.model("build_other")
+    with pytest.raises(StudentCodeError, match=r"does not define a function `build_third\(\)`"):
+        built.model("build_third")
 
 
 def test_environment_is_scrubbed_and_workdir_is_empty(tmp_path, monkeypatch):
@@ -39,7 +51,7 @@ def test_environment_is_scrubbed_and_workdir_is_empty(tmp_path, monkeypatch):
 import os
 leaked = [k for k in os.environ if "SECRET" in k or k.startswith(("AWS", "GITHUB", "DEEPGRADE"))]
 assert not leaked, leaked
-assert sorted(p for p in os.listdir(".") if not p.startswith(".")) == ["submission.ipynb", "tmp"], os.listdir(".")
+assert sorted(p for p in os.listdir(".") if not p.startswith(".")) == ["models", "submission.ipynb", "tmp"], os.listdir(".")
 assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 """
     run(tmp_path, probe, MODEL)
@@ -94,9 +106,9 @@ def test_not_a_notebook(tmp_path):
     path = tmp_path / "broken.ipynb"
     path.write_text("{ this is not json")
     with pytest.raises(StudentCodeError, match=r"could not be read as a Jupyter notebook"):
-        build_model(path, "build_model", tmp_path / "model.keras")
+        build_model(path, "build_model", tmp_path / "out")
 
 
 def test_missing_notebook(tmp_path):
     with pytest.raises(StudentCodeError, match=r"Notebook not found"):
-        build_model(tmp_path / "nope.ipynb", "build_model", tmp_path / "model.keras")
+        build_model(tmp_path / "nope.ipynb", "build_model", tmp_path / "out")

@@ -1,8 +1,9 @@
 """The sandboxed side: run the notebook's cells, call the entry function, save the model.
 
-Runs as ``python -m deepgrade._child NOTEBOOK ENTRY MODEL_OUT RESULT_OUT`` inside
-the student's temporary directory. Nothing it writes is trusted: the grader
-only loads MODEL_OUT, with ``safe_mode=True``; RESULT_OUT carries a message.
+Runs as ``python -m deepgrade._child NOTEBOOK OUTDIR RESULT_OUT ENTRY [ENTRY ...]``
+inside the student's temporary directory. Nothing it writes is trusted: the
+grader only loads OUTDIR/ENTRY.keras, with ``safe_mode=True``; RESULT_OUT
+carries messages.
 """
 
 from __future__ import annotations
@@ -35,8 +36,40 @@ def _error(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (text[0] if text else "")
 
 
+def _call(shell, entry: str, model_out: str) -> dict:
+    """Call one entry function and save its model; the outcome for that entry."""
+    fn = shell.user_ns.get(entry)
+    if not callable(fn):
+        return {"message": f"The notebook does not define a function `{entry}()`. "
+                           f"Keep the `def {entry}():` line of the exercise and fill in its body."}
+    try:
+        model = fn()
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        ename, evalue = _error(exc)
+        advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else ""
+        return {"ename": ename, "message": f"{entry}() raised {ename}: {evalue}. {advice}".rstrip()}
+
+    import keras
+
+    if model is None:
+        return {"message": f"{entry}() returned None; expected a Keras model. Did you forget `return model` at the end?"}
+    if not isinstance(model, keras.Model):
+        return {"message": f"{entry}() returned a {type(model).__module__}.{type(model).__name__}; "
+                           "expected a Keras 3 model (keras.Sequential or keras.Model). "
+                           "Build it with `import keras`, not `tf.keras` from tf_keras."}
+    try:
+        if not model.built:
+            model.build((None, 28, 28, 1))
+        model.save(model_out)
+    except Exception as exc:  # noqa: BLE001
+        ename, evalue = _error(exc)
+        return {"ename": ename, "message": f"The model {entry}() returned could not be built and saved "
+                                           f"for 28x28x1 images ({ename}: {evalue})."}
+    return {"ok": True}
+
+
 def main(argv: list[str]) -> int:
-    notebook, entry, model_out, result_out = argv
+    notebook, outdir, result_out, *entries = argv
     import nbformat
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -55,45 +88,15 @@ def main(argv: list[str]) -> int:
         exc = outcome.error_before_exec or outcome.error_in_exec
         if exc is not None:
             ename, evalue = _error(exc)
-            advice = (NOT_DONE.format(entry=entry) if ename == "NotImplementedError"
+            advice = (NOT_DONE.format(entry=entries[0]) if ename == "NotImplementedError"
                       else "Run the notebook from the top (Restart & Run All) and fix the first error.")
             _write(result_out, ename=ename, message=f"Cell {number} of the notebook raised {ename}: {evalue}. {advice}")
             return 1
 
-    fn = shell.user_ns.get(entry)
-    if not callable(fn):
-        _write(result_out, message=f"The notebook does not define a function `{entry}()`. "
-                                   f"Keep the `def {entry}():` line of the exercise and fill in its body.")
-        return 1
-    try:
-        model = fn()
-    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
-        ename, evalue = _error(exc)
-        advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else ""
-        _write(result_out, ename=ename, message=f"{entry}() raised {ename}: {evalue}. {advice}".rstrip())
-        return 1
-
-    import keras
-
-    if model is None:
-        _write(result_out, message=f"{entry}() returned None; expected a Keras model. "
-                                   "Did you forget `return model` at the end?")
-        return 1
-    if not isinstance(model, keras.Model):
-        _write(result_out, message=f"{entry}() returned a {type(model).__module__}.{type(model).__name__}; "
-                                   "expected a Keras 3 model (keras.Sequential or keras.Model). "
-                                   "Build it with `import keras`, not `tf.keras` from tf_keras.")
-        return 1
-    try:
-        if not model.built:
-            model.build((None, 28, 28, 1))
-        model.save(model_out)
-    except Exception as exc:  # noqa: BLE001
-        ename, evalue = _error(exc)
-        _write(result_out, ename=ename, message=f"The model {entry}() returned could not be built and saved "
-                                                f"for 28x28x1 images ({ename}: {evalue}).")
-        return 1
-    _write(result_out, ok=True)
+    outcomes = {}
+    for entry in entries:
+        outcomes[entry] = _call(shell, entry, f"{outdir}/{entry}.keras")
+        _write(result_out, entries=outcomes)  # written as it goes: a crash later keeps what was done
     return 0
 
 

@@ -53,6 +53,7 @@ class Observed:
     name: str
     config: dict[str, Any]
     params: int
+    output_shape: tuple | None = None
 
     def label(self) -> str:
         return f"Layer {self.position} ({self.kind} {self.name!r})"
@@ -91,7 +92,12 @@ def observe(model) -> list[Observed]:
         return out
 
     observed: list[Observed] = []
+    shape = tuple(model.inputs[0].shape) if getattr(model, "inputs", None) else None
     for layer in walk(model):
+        try:
+            shape = tuple(layer.compute_output_shape(shape)) if shape is not None else None
+        except Exception:  # noqa: BLE001 - a layer that cannot tell its shape just has none
+            shape = None
         kind = type(layer).__name__
         config = {k: _normalize(k, v) for k, v in layer.get_config().items()}
         act = config.get("activation") if kind == "Activation" else _ACTIVATION_LAYERS.get(kind)
@@ -99,9 +105,10 @@ def observe(model) -> list[Observed]:
             act = None  # a leaky or capped ReLU is not plain relu
         if act is not None and observed and _activation_name(observed[-1].config) == "linear":
             prev = observed[-1]
-            observed[-1] = Observed(prev.position, prev.kind, prev.name, {**prev.config, "activation": act}, prev.params)
+            observed[-1] = Observed(prev.position, prev.kind, prev.name, {**prev.config, "activation": act}, prev.params,
+                                    prev.output_shape)
             continue
-        observed.append(Observed(len(observed) + 1, kind, layer.name, config, layer.count_params()))
+        observed.append(Observed(len(observed) + 1, kind, layer.name, config, layer.count_params(), shape))
     return observed
 
 
@@ -174,3 +181,46 @@ def check_parameters(model, expected: Sequence[Layer], input_shape: tuple[int, .
     extra = weighted_got[len(weighted_want)] if len(weighted_got) > len(weighted_want) else None
     where = f" {extra.label()} adds {extra.params:,} parameters not expected." if extra else ""
     raise CheckFailed(f"Expected {want_total:,} parameters in total. Received: {got_total:,}.{where}")
+
+
+def expected_shapes(expected: Sequence[Layer], input_shape: tuple[int, ...]) -> list[tuple]:
+    """Output shape of each expected layer on a batch of ``input_shape`` inputs."""
+    shape: tuple = (None, *input_shape)
+    shapes = []
+    for want in expected:
+        shape = tuple(want.build().compute_output_shape(shape))
+        shapes.append(shape)
+    return shapes
+
+
+def check_output_shapes(model, expected: Sequence[Layer], input_shape: tuple[int, ...]) -> str:
+    """Each layer's output shape, in order (layer types are the architecture check's business)."""
+    want = expected_shapes(expected, input_shape)
+    observed = observe(model)
+    for i, shape in enumerate(want):
+        if i >= len(observed):
+            raise CheckFailed(f"Layer {i + 1}: expected output shape {shape}. Received: nothing, the model has "
+                              f"{len(observed)} layers.")
+        got = observed[i]
+        if got.output_shape != shape:
+            raise CheckFailed(f"{got.label()}: expected output shape {shape}. Received: {got.output_shape}. "
+                              "Check this layer's filters, kernel size, strides and padding.")
+    if len(observed) > len(want):
+        extra = observed[len(want)]
+        raise CheckFailed(f"{extra.label()}: expected no more layers after layer {len(want)} "
+                          f"(output shape {want[-1]}). Received: {len(observed) - len(want)} extra layer(s).")
+    return "output shapes as expected: " + " -> ".join("x".join(str(d) for d in s[1:]) for s in want) + "."
+
+
+def check_accuracy(training, threshold: float | None) -> str:
+    """Test accuracy, measured by the grader after it trained the model, against the profile's threshold."""
+    if threshold is None:
+        raise CheckFailed("No accuracy threshold is set for this profile in course.yml; tell your instructor.")
+    got = training.test_accuracy
+    budget = f"trained by the grader on {training.train_size:,} images for {training.epochs} epochs"
+    if got < threshold:
+        raise CheckFailed(
+            f"Test accuracy: expected at least {threshold:.3f}. Received: {got:.4f} ({budget}). "
+            "Check the activations (relu inside, softmax at the end) and, if you compile the model, "
+            "the loss and optimizer.")
+    return f"test accuracy {got:.4f} >= {threshold:.3f} ({budget})."

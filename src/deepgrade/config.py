@@ -65,6 +65,7 @@ class Exercise(_Strict):
     notebook: str
     autograder: str
     entry: str = "build_model"
+    extra_entries: list[str] = []  # more functions the notebook defines and the checks grade
     checks: dict[str, Check]
     compile: Compile = Compile()
     sandbox: Sandbox = Sandbox()

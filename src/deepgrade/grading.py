@@ -25,12 +25,13 @@ def grade(
     notebook: Path | None = None,
     *,
     model: Path | None = None,
+    entry: str | None = None,
     profile: str | None = None,
     seed: int | None = None,
     only: list[str] | None = None,
     log: Path | None = None,
 ) -> Report:
-    """Grade ``notebook`` (or an already saved ``model``) for ``exercise``; return the report."""
+    """Grade ``notebook`` (or an already saved ``model``, returned by the function ``entry``) for ``exercise``."""
     autograder = course.autograder(exercise)  # also validates the exercise name
     if (notebook is None) == (model is None):
         raise ValueError("give exactly one of notebook= or model=")
@@ -43,6 +44,8 @@ def grade(
             "--deepgrade-report", str(out),
         ]
         cmd += ["--deepgrade-notebook", str(Path(notebook).resolve())] if notebook else ["--deepgrade-model", str(Path(model).resolve())]
+        if entry:
+            cmd += ["--deepgrade-entry", entry]
         if profile:
             cmd += ["--deepgrade-profile", profile]
         if seed is not None:

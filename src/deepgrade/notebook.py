@@ -27,7 +27,7 @@ def check(exercise: str, name: str, build_fn: Callable, *, profile: str | None =
     with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
-        report = grade(course, exercise, model=path, profile=profile, seed=seed, only=[name])
+        report = grade(course, exercise, model=path, entry=build_fn.__name__, profile=profile, seed=seed, only=[name])
     result = next((c for c in report.checks if c.name == name), None)
     if result is None:
         raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")

@@ -11,8 +11,9 @@ Fixtures, all computed in this (trusted) process:
   grading      the GradingSession: course, exercise, profile, seed
   exercise     the exercise's course.yml entry
   profile      the profile's training budget and thresholds
-  submission   path of the .keras file the sandboxed notebook produced
-  model        that file loaded with safe_mode=True
+  submission   what the sandboxed notebook produced (a .keras file per entry function)
+  models       models(entry): an entry function's model loaded with safe_mode=True
+  model        the main entry's model (build_model)
   training     a fresh copy trained and evaluated on the test set (session-cached)
   passed       call with the message to show when the check passes
 """
@@ -41,6 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("deepgrade", "grade a submission with a deepgrade autograder")
     group.addoption("--deepgrade-notebook", help="student notebook to grade (run in the sandbox)")
     group.addoption("--deepgrade-model", help="an already saved .keras model to grade instead of a notebook")
+    group.addoption("--deepgrade-entry", help="with --deepgrade-model: the entry function it came from (default: the main one)")
     group.addoption("--deepgrade-exercise", help="exercise id (default: from the autograder's file name)")
     group.addoption("--deepgrade-profile", choices=("smoke", "full"), help="training profile (default: from the device)")
     group.addoption("--deepgrade-seed", type=int, help="seed for training (default: a fresh random seed)")
@@ -55,6 +57,7 @@ class GradingSession:
         opt = config.getoption
         self.notebook = Path(opt("--deepgrade-notebook")).resolve() if opt("--deepgrade-notebook") else None
         self.given_model = Path(opt("--deepgrade-model")).resolve() if opt("--deepgrade-model") else None
+        self.model_entry: str | None = opt("--deepgrade-entry")
         self.exercise_name: str | None = opt("--deepgrade-exercise")
         self.profile_name: str | None = opt("--deepgrade-profile")
         seed = opt("--deepgrade-seed")
@@ -86,15 +89,16 @@ class GradingSession:
         self.profile = self.course.profile(self.exercise_name, self.profile_name)
 
     # -- the pipeline, each step cached by its fixture --------------------------------
-    def build_submission(self) -> Path:
-        if self.given_model is not None:
-            return self.given_model
-        from .sandbox import Limits, build_model
+    def build_submission(self):
+        from .sandbox import Built, Limits, build_model
 
+        if self.given_model is not None:
+            return Built({self.model_entry or self.exercise.entry: self.given_model}, {}, "", 0.0)
         limits = Limits(self.exercise.sandbox.time_limit_s, self.exercise.sandbox.memory_limit_mb)
-        built = build_model(self.notebook, self.exercise.entry, Path(self._tmp.name) / "model.keras", limits)
+        entries = [self.exercise.entry, *self.exercise.extra_entries]
+        built = build_model(self.notebook, entries, Path(self._tmp.name) / "models", limits)
         self.environment["sandbox_seconds"] = round(built.seconds, 2)
-        return built.model_path
+        return built
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -165,15 +169,35 @@ def profile(grading: GradingSession):
 
 
 @pytest.fixture(scope="session")
-def submission(grading: GradingSession) -> Path:
+def submission(grading: GradingSession):
+    """The sandbox's result: ``submission.model(entry)`` is a model file or raises the student's error."""
     return grading.build_submission()
 
 
 @pytest.fixture(scope="session")
-def model(submission: Path):
+def models(submission):
+    """``models(entry)``: the model an entry function returned, loaded with safe_mode=True (cached)."""
     from .trusted import load_model
 
-    return load_model(submission)
+    cache: dict = {}
+
+    def get(entry: str):
+        if entry not in cache:
+            try:
+                cache[entry] = load_model(submission.model(entry))
+            except DeepgradeError as exc:
+                cache[entry] = exc
+        if isinstance(cache[entry], Exception):
+            raise cache[entry]
+        return cache[entry]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def model(models, grading: GradingSession):
+    """The model the exercise's main entry function (``build_model``) returned."""
+    return models(grading.exercise.entry)
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ from pathlib import Path
 from .errors import GraderError, StudentCodeError
 
 NOTEBOOK_NAME = "submission.ipynb"
-MODEL_NAME = "model.keras"
+MODELS_DIR = "models"
 RESULT_NAME = "result.json"
 
 
@@ -36,9 +36,22 @@ class Limits:
 
 @dataclass(frozen=True)
 class Built:
-    model_path: Path
+    """What came back: per entry function, the model file or the message saying why there is none."""
+
+    models: dict[str, Path]
+    errors: dict[str, str]
     log: str
     seconds: float
+
+    def model(self, entry: str) -> Path:
+        if entry in self.models:
+            return self.models[entry]
+        raise StudentCodeError(self.errors.get(entry, f"{entry}() returned no model."))
+
+    @property
+    def model_path(self) -> Path:
+        """The first entry's model (most exercises have one entry)."""
+        return self.model(next(iter([*self.models, *self.errors])))
 
 
 def scrubbed_env(workdir: Path) -> dict[str, str]:
@@ -70,12 +83,14 @@ def _limit(memory_limit_mb: int):
     return apply
 
 
-def build_model(notebook: Path, entry: str, out: Path, limits: Limits = Limits()) -> Built:
-    """Run ``notebook`` then ``entry()`` in a sandboxed child; save the returned model to ``out``.
+def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limits = Limits()) -> Built:
+    """Run ``notebook`` then each entry function in a sandboxed child; copy the models into folder ``out``.
 
     Raises :class:`StudentCodeError` with a message for the student when the
-    notebook raises, runs out of time or memory, or returns no Keras model.
+    notebook raises or runs out of time or memory; an entry function that
+    raises or returns no Keras model is recorded in ``Built.errors``.
     """
+    entries = [entry] if isinstance(entry, str) else list(entry)
     notebook = Path(notebook)
     if not notebook.is_file():
         raise StudentCodeError(
@@ -86,7 +101,8 @@ def build_model(notebook: Path, entry: str, out: Path, limits: Limits = Limits()
         work = Path(tmp)
         (work / "tmp").mkdir()
         shutil.copyfile(notebook, work / NOTEBOOK_NAME)
-        cmd = [sys.executable, "-m", "deepgrade._child", NOTEBOOK_NAME, entry, MODEL_NAME, RESULT_NAME]
+        (work / MODELS_DIR).mkdir()
+        cmd = [sys.executable, "-m", "deepgrade._child", NOTEBOOK_NAME, MODELS_DIR, RESULT_NAME, *entries]
         start = time.monotonic()
         with open(work / "tmp" / "log.txt", "w+b") as log:
             try:
@@ -101,9 +117,9 @@ def build_model(notebook: Path, entry: str, out: Path, limits: Limits = Limits()
             except subprocess.TimeoutExpired:
                 _kill_tree(proc)
                 raise StudentCodeError(
-                    f"The notebook and {entry}() did not finish within the time limit of "
+                    f"The notebook and {entries[0]}() did not finish within the time limit of "
                     f"{limits.time_limit_s:g} s. Look for an infinite loop or for training code that runs "
-                    f"when the notebook is executed; {entry}() only needs to build and return the model."
+                    f"when the notebook is executed; {entries[0]}() only needs to build and return the model."
                 ) from None
             finally:
                 _kill_tree(proc)
@@ -111,11 +127,21 @@ def build_model(notebook: Path, entry: str, out: Path, limits: Limits = Limits()
             text = log.read().decode("utf-8", "replace")
         seconds = time.monotonic() - start
         result = _read_result(work / RESULT_NAME)
-        if result.get("ok") and (work / MODEL_NAME).is_file():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(work / MODEL_NAME, out)
-            return Built(out, text, seconds)
-        raise StudentCodeError(_explain_failure(result, code, entry, limits, text))
+        outcomes = result.get("entries") if isinstance(result.get("entries"), dict) else {}
+        if not outcomes:
+            raise StudentCodeError(_explain_failure(result, code, entries[0], limits, text))
+        out.mkdir(parents=True, exist_ok=True)
+        models, errors = {}, {}
+        for name in entries:
+            outcome = outcomes.get(name) if isinstance(outcomes.get(name), dict) else None
+            made = work / MODELS_DIR / f"{name}.keras"
+            if outcome and outcome.get("ok") and made.is_file():
+                models[name] = Path(shutil.copyfile(made, out / made.name))
+            elif outcome:
+                errors[name] = _explain_failure(outcome, 0, name, limits, text)
+            else:  # the process died while calling this entry, or before it
+                errors[name] = _explain_failure({}, code, name, limits, text)
+        return Built(models, errors, text, seconds)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import nbformat
@@ -26,9 +27,32 @@ def fill(stub: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
     return nb
 
 
-def write_submission(stub: Path, answer_file: Path, out: Path, grade_id: str = "build_model") -> Path:
-    """Write ``stub`` filled with the code in ``answer_file`` to ``out``."""
-    nb = fill(stub, {grade_id: Path(answer_file).read_text()})
+def solution_ids(nb) -> list[str]:
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+
+
+def split_answers(source: str, grade_ids: list[str]) -> dict[str, str]:
+    """Split an answer file into solution cells: each top-level ``def NAME`` goes to the cell with grade_id NAME.
+
+    Lines before the first such function (comments, imports, helpers) go with the first one.
+    """
+    lines = source.splitlines(keepends=True)
+    starts = [(node.lineno - 1 - len(node.decorator_list), node.name) for node in ast.parse(source).body
+              if isinstance(node, ast.FunctionDef) and node.name in grade_ids]
+    if not starts:
+        return {grade_ids[0]: source}
+    answers = {}
+    for i, (start, name) in enumerate(starts):
+        begin = 0 if i == 0 else start
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(lines)
+        answers[name] = "".join(lines[begin:end]).strip() + "\n"
+    return answers
+
+
+def write_submission(stub: Path, answer_file: Path, out: Path) -> Path:
+    """Write ``stub`` filled with the code in ``answer_file`` (split by function, see split_answers) to ``out``."""
+    nb = nbformat.read(stub, as_version=4)
+    nb = fill(stub, split_answers(Path(answer_file).read_text(), solution_ids(nb)))
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out)
     return out
