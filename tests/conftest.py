@@ -41,7 +41,7 @@ def edited_course(tmp_path):
 
     def make(edit) -> Path:
         root = tmp_path / "course"
-        for part in ("autograders", "solutions", "exercises"):
+        for part in ("autograders", "solutions", "exercises", "tests/submissions"):
             shutil.copytree(REPO / part, root / part)
         data = yaml.safe_load((REPO / "course.yml").read_text())
         edit(data)

@@ -15,7 +15,7 @@ from conftest import REPO
 def write(tmp_path: Path, edit) -> Path:
     data = yaml.safe_load((REPO / "course.yml").read_text())
     edit(data)
-    for part in ("autograders", "solutions"):
+    for part in ("autograders", "solutions", "tests"):
         (tmp_path / part).symlink_to(REPO / part)
     (tmp_path / "course.yml").write_text(yaml.safe_dump(data))
     return tmp_path
@@ -75,3 +75,9 @@ def test_cli_bad_yaml(tmp_path, capsys):
     (tmp_path / "course.yml").write_text("name: [unclosed\n")
     assert main(["validate", "--course", str(tmp_path)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_baseline_must_name_real_checks(tmp_path):
+    root = write(tmp_path, lambda d: d["exercises"]["mlp"]["baselines"]["logistic"].update(fails=["acuracy"]))
+    with pytest.raises(ConfigError, match=r"baselines\.logistic\.fails: expected checks of mlp .*Received: \['acuracy'\]"):
+        load_course(root)

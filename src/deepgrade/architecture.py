@@ -224,3 +224,21 @@ def check_accuracy(training, threshold: float | None) -> str:
             "Check the activations (relu inside, softmax at the end) and, if you compile the model, "
             "the loss and optimizer.")
     return f"test accuracy {got:.4f} >= {threshold:.3f} ({budget})."
+
+
+RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+
+
+def check_recurrent(model, kind: str, units: int) -> str:
+    """The model's first recurrent layer has the expected type and number of units."""
+    observed = observe(model)
+    found = next((o for o in observed if o.kind in RECURRENT), None)
+    if found is None:
+        kinds = ", ".join(o.kind for o in observed) or "no layers"
+        raise CheckFailed(f"Expected a recurrent layer: {kind}(units={units}) reading the 28 rows of the image as "
+                          f"28 time steps. Received: {kinds}. Add layers.Reshape((28, 28)) then layers.{kind}({units}).")
+    if found.kind != kind:
+        raise CheckFailed(f"{found.label()}: expected {kind}(units={units}). Received: {found.kind}.")
+    if found.config.get("units") != units:
+        raise CheckFailed(f"{found.label()}: expected units={units}. Received: units={found.config.get('units')}.")
+    return f"{kind} with {units} units, as expected ({found.label().lower()})."

@@ -77,6 +77,26 @@ def validate(course: CourseOpt = None) -> None:
 
 
 @app.command()
+def calibrate(
+    exercise: Annotated[str, typer.Argument(help="exercise id from course.yml")],
+    seeds: Annotated[int, typer.Option(min=1, help="how many seeds (0..N-1) to train each model under")] = 5,
+    profile: Annotated[Optional[str], typer.Option(help="smoke or full; default: from the device")] = None,
+    write: Annotated[bool, typer.Option(help="write the result into docs/calibration.md")] = True,
+    course: CourseOpt = None,
+) -> None:
+    """Train the reference solution and the naive baselines under N seeds; propose thresholds."""
+    from . import calibrate as cal
+    from .environment import default_profile
+
+    loaded = _course(course)
+    result = cal.calibrate(loaded, exercise, seeds, profile or default_profile())
+    print(cal.markdown(result))
+    if write:
+        cal.write_section(loaded.root / "docs" / "calibration.md", result)
+        print(f"written to {loaded.root / 'docs' / 'calibration.md'}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the demo course (wiped first)")] = Path("build/demo"),
     profile: Annotated[Optional[str], typer.Option(help="smoke or full; default: from the device")] = None,

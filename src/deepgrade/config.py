@@ -60,6 +60,13 @@ class Profile(_Strict):
     thresholds: Thresholds = Thresholds()
 
 
+class Baseline(_Strict):
+    """A naive answer that calibration trains beside the reference; it must fail the checks it names."""
+
+    answer: str  # a file of solution-cell code, as in tests/submissions/
+    fails: list[str]
+
+
 class Exercise(_Strict):
     title: str
     notebook: str
@@ -70,6 +77,7 @@ class Exercise(_Strict):
     compile: Compile = Compile()
     sandbox: Sandbox = Sandbox()
     profiles: dict[Literal["smoke", "full"], Profile]
+    baselines: dict[str, Baseline] = {}
 
 
 class Course(_Strict):
@@ -170,14 +178,20 @@ def load_course(path: Path | str | None = None) -> LoadedCourse:
 
 def _check_files(loaded: LoadedCourse) -> None:
     for name, ex in loaded.course.exercises.items():
-        for key in ("notebook", "autograder"):
-            rel = getattr(ex, key)
+        files = {"notebook": ex.notebook, "autograder": ex.autograder,
+                 **{f"baselines.{b}.answer": spec.answer for b, spec in ex.baselines.items()}}
+        for key, rel in files.items():
             if not (loaded.root / rel).is_file():
                 raise ConfigError(
                     f"{loaded.path}: exercises.{name}.{key}: expected an existing file. Received: {rel!r} "
                     f"(looked in {loaded.root}).",
                     tip="Paths in course.yml are relative to the folder holding it.",
                 )
+        for b, spec in ex.baselines.items():
+            unknown = [c for c in spec.fails if c not in ex.checks]
+            if unknown:
+                raise ConfigError(f"{loaded.path}: exercises.{name}.baselines.{b}.fails: expected checks of "
+                                  f"{name} ({', '.join(ex.checks)}). Received: {unknown}.")
 
 
 # --- error wording -----------------------------------------------------------

@@ -209,6 +209,7 @@ def training(model, grading: GradingSession):
     grading.environment.update(
         train_size=result.train_size, epochs=result.epochs, train_seconds=round(result.seconds, 2),
         compiled_by=result.compiled_by,
+        metrics={"test_accuracy": result.test_accuracy, "train_accuracy": result.train_accuracy},
     )
     return result
 

@@ -1,0 +1,120 @@
+"""``deepgrade calibrate``: train the reference and the naive baselines under N seeds, propose thresholds.
+
+Every run goes through the same trusted grader as a student's submission
+(``grade()``), so the numbers are the ones a grade is made of. The result is
+printed and written to docs/calibration.md, in a section per exercise and
+profile that a later run replaces.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from .config import LoadedCourse
+from .errors import ConfigError
+from .grading import grade
+from .submissions import write_submission
+
+METRIC_CHECK = {"test_accuracy": "accuracy"}  # metric in the grade's environment -> the check it decides
+
+
+@dataclass(frozen=True)
+class Runs:
+    name: str
+    values: dict[str, list[float]]  # metric -> one value per seed
+    fails: tuple[str, ...] = ()
+
+    def stats(self, metric: str) -> tuple[float, float, float]:
+        v = self.values[metric]
+        return min(v), statistics.fmean(v), max(v)
+
+
+def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, seeds: list[int]) -> tuple[dict, dict]:
+    values: dict[str, list[float]] = {}
+    environment: dict = {}
+    for seed in seeds:
+        report = grade(course, exercise, notebook, profile=profile, seed=seed, only=list(METRIC_CHECK.values()))
+        metrics = report.environment.get("metrics")
+        if not metrics:
+            messages = "; ".join(c.message for c in report.checks)
+            raise ConfigError(f"{notebook.name} produced no metrics under seed {seed}: {messages}")
+        for key, value in metrics.items():
+            values.setdefault(key, []).append(value)
+        environment = report.environment
+    return values, environment
+
+
+def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy") -> tuple[float | None, str]:
+    """A threshold halfway between the reference's worst seed and the best failing baseline, rounded down."""
+    ref_min = reference.stats(metric)[0]
+    must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails]
+    if not must_fail:
+        return math.floor((ref_min - 0.02) * 200) / 200, "no baseline to fail: 0.02 below the reference's worst seed"
+    best = max(b.stats(metric)[2] for b in must_fail)
+    if best >= ref_min:
+        return None, (f"cannot separate: a baseline reaches {best:.4f}, the reference's worst seed {ref_min:.4f}; "
+                      "raise the profile's budget")
+    threshold = math.floor((ref_min + best) / 2 * 200) / 200
+    return threshold, (f"{ref_min - threshold:.4f} below the reference's worst seed, "
+                       f"{threshold - best:.4f} above the best baseline")
+
+
+def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str) -> dict:
+    ex = course.exercise(exercise)
+    course.profile(exercise, profile)
+    seed_list = list(range(seeds))
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
+        values, environment = _measure(course, exercise, course.source_notebook(exercise), profile, seed_list)
+        runs.append(Runs("reference solution", values))
+        for name, spec in ex.baselines.items():
+            nb = write_submission(course.release_notebook(exercise), course.root / spec.answer, Path(tmp) / f"{name}.ipynb")
+            values, _ = _measure(course, exercise, nb, profile, seed_list)
+            runs.append(Runs(f"baseline: {name}", values, tuple(spec.fails)))
+    thresholds = {}
+    for metric, check in METRIC_CHECK.items():
+        thresholds[check] = propose(runs[0], runs[1:], metric)
+    return {"exercise": exercise, "profile": profile, "seeds": seed_list, "runs": runs, "thresholds": thresholds,
+            "current": course.profile(exercise, profile).thresholds.model_dump(), "environment": environment}
+
+
+def markdown(result: dict) -> str:
+    env = result["environment"]
+    versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    lines = [
+        f"## {result['exercise']}, {result['profile']} profile (`deepgrade calibrate`)", "",
+        f"Measured {date.today().isoformat()} on {env.get('device', '?')} ({env.get('platform', '?')}, "
+        f"{env.get('cpu_count', '?')} cores), backend {env.get('backend', '?')}, {versions}; "
+        f"seeds {', '.join(map(str, result['seeds']))}; {env.get('train_size', '?'):,} training images, "
+        f"{env.get('epochs', '?')} epochs." if isinstance(env.get("train_size"), int) else
+        f"Measured on {env.get('device', '?')}; seeds {result['seeds']}.", "",
+        "| model | metric | min | mean | max |", "|---|---|---|---|---|",
+    ]
+    for run in result["runs"]:
+        for metric in run.values:
+            lo, mean, hi = run.stats(metric)
+            lines.append(f"| {run.name} | {metric} | {lo:.4f} | {mean:.4f} | {hi:.4f} |")
+    lines.append("")
+    for check, (threshold, why) in result["thresholds"].items():
+        current = result["current"].get(check)
+        shown = f"**{threshold:.3f}**" if threshold is not None else "**none**"
+        lines.append(f"Proposed `{check}` threshold: {shown} ({why}); course.yml has {current}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, result: dict) -> None:
+    """Replace (or append) this exercise and profile's section of docs/calibration.md."""
+    key = f"{result['exercise']}:{result['profile']}"
+    begin, end = f"<!-- calibrate {key} -->", f"<!-- /calibrate {key} -->"
+    block = f"{begin}\n{markdown(result)}{end}\n"
+    text = path.read_text() if path.exists() else "# Calibration\n\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

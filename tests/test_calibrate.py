@@ -1,0 +1,32 @@
+"""`deepgrade calibrate`: reference and baselines through the trusted grader, thresholds proposed with a margin."""
+
+from deepgrade.calibrate import Runs, propose
+from deepgrade.cli import main
+
+
+def test_propose_halfway_between_worst_reference_and_best_baseline():
+    ref = Runs("ref", {"test_accuracy": [0.8158, 0.8277, 0.8195]})
+    base = Runs("b", {"test_accuracy": [0.7692, 0.7800]}, fails=("accuracy",))
+    threshold, why = propose(ref, [base])
+    assert threshold == 0.795 and "above the best baseline" in why
+    assert propose(ref, [Runs("b", {"test_accuracy": [0.82]}, fails=("accuracy",))])[0] is None
+    assert propose(ref, [])[0] == 0.795
+
+
+def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_course, capsys):
+    def tiny(data):
+        data["exercises"]["mlp"]["profiles"]["smoke"].update(train_size=2000, epochs=1)
+
+    root = edited_course(tiny)
+    docs = root / "docs" / "calibration.md"
+    docs.parent.mkdir()
+    docs.write_text("# Calibration\n\nHand-written notes stay.\n")
+    assert main(["calibrate", "mlp", "--seeds", "2", "--profile", "smoke", "--course", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "| reference solution | test_accuracy |" in out and "| baseline: logistic | test_accuracy |" in out
+    assert "Proposed `accuracy` threshold:" in out and "course.yml has 0.8" in out
+    text = docs.read_text()
+    assert "Hand-written notes stay." in text and text.count("<!-- calibrate mlp:smoke -->") == 1
+    assert "seeds 0, 1; 2,000 training images, 1 epochs" in text
+    assert main(["calibrate", "mlp", "--seeds", "1", "--profile", "smoke", "--course", str(root)]) == 0
+    assert docs.read_text().count("<!-- calibrate mlp:smoke -->") == 1  # replaced, not appended
