@@ -64,3 +64,8 @@ def impulse_receptive_field(layers, size=64):
     centre = out.shape[1] // 2
     hit = np.flatnonzero(out[:, centre])
     return int(hit[-1] - hit[0] + 1)
+
+
+def by_name(report):
+    """A report's check results by check name."""
+    return {c.name: c for c in report.checks}

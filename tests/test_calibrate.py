@@ -8,9 +8,12 @@ def test_propose_halfway_between_worst_reference_and_best_baseline():
     ref = Runs("ref", {"test_accuracy": [0.8158, 0.8277, 0.8195]})
     base = Runs("b", {"test_accuracy": [0.7692, 0.7800]}, fails=("accuracy",))
     threshold, why = propose(ref, [base])
-    assert threshold == 0.795 and "above the best baseline" in why
+    assert threshold == 0.80 and "above the best baseline" in why  # 0.015 below 0.8158, rounded down
+    close = Runs("b", {"test_accuracy": [0.81]}, fails=("accuracy",))
+    assert propose(ref, [close])[0] == 0.812  # halfway (0.8129) is higher than 0.8008
     assert propose(ref, [Runs("b", {"test_accuracy": [0.82]}, fails=("accuracy",))])[0] is None
-    assert propose(ref, [])[0] == 0.795
+    assert propose(ref, [Runs("b", {"test_accuracy": [0.8155]}, fails=("accuracy",))])[0] is None  # no room
+    assert propose(ref, [])[0] == 0.80
 
 
 def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_course, capsys):

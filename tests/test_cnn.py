@@ -4,12 +4,10 @@ import pytest
 
 from deepgrade.grading import grade
 
+from conftest import by_name
+
 CHECKS = ["architecture", "parameters", "output_shapes", "accuracy", "strided_shapes", "strided_parameters"]
 NO_TRAINING = [c for c in CHECKS if c != "accuracy"]
-
-
-def by_name(report):
-    return {c.name: c for c in report.checks}
 
 
 def test_solution_passes_every_check(course):

@@ -7,7 +7,7 @@ import pytest
 from deepgrade.cli import main
 from deepgrade.grading import grade
 
-from conftest import REPO
+from conftest import REPO, by_name
 
 CHECKS = ["architecture", "parameters", "accuracy"]
 
@@ -26,10 +26,6 @@ def graded(course, make_submission):
         return cache[key]
 
     return get
-
-
-def by_name(report):
-    return {c.name: c for c in report.checks}
 
 
 def test_solution_passes_every_check(graded):

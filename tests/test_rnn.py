@@ -2,11 +2,9 @@
 
 from deepgrade.grading import grade
 
+from conftest import by_name
+
 CHECKS = ["recurrent", "parameters", "accuracy"]
-
-
-def by_name(report):
-    return {c.name: c for c in report.checks}
 
 
 def test_solution_passes_every_check(course):

@@ -50,17 +50,28 @@ def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, 
     return values, environment
 
 
+MARGIN = 0.015  # below the reference's worst seed, unless halfway to the best failing baseline is higher
+
+
+def _round_down(x: float) -> float:
+    return math.floor(x * 1000 + 1e-9) / 1000
+
+
 def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy") -> tuple[float | None, str]:
-    """A threshold halfway between the reference's worst seed and the best failing baseline, rounded down."""
+    """The higher of: MARGIN below the reference's worst seed, halfway to the best baseline that must fail
+    (rounded down to 0.001), so that the reference passes every seed and the baselines fail."""
     ref_min = reference.stats(metric)[0]
     must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails]
     if not must_fail:
-        return math.floor((ref_min - 0.02) * 200) / 200, "no baseline to fail: 0.02 below the reference's worst seed"
+        threshold = _round_down(ref_min - MARGIN)
+        return threshold, f"{ref_min - threshold:.4f} below the reference's worst seed; no baseline to fail"
     best = max(b.stats(metric)[2] for b in must_fail)
     if best >= ref_min:
         return None, (f"cannot separate: a baseline reaches {best:.4f}, the reference's worst seed {ref_min:.4f}; "
                       "raise the profile's budget")
-    threshold = math.floor((ref_min + best) / 2 * 200) / 200
+    threshold = _round_down(max(ref_min - MARGIN, (ref_min + best) / 2))
+    if threshold <= best:
+        return None, f"cannot separate with a margin: the best baseline reaches {best:.4f}, the reference {ref_min:.4f}"
     return threshold, (f"{ref_min - threshold:.4f} below the reference's worst seed, "
                        f"{threshold - best:.4f} above the best baseline")
 
