@@ -32,3 +32,16 @@ def test_a_wrong_model_fails_the_architecture_cell(make_submission):
     with pytest.raises(CellExecutionError) as info:
         run(nb, REPO / "exercises" / "mlp")
     assert "CheckFailed" in str(info.value) and "expected Dropout(rate=0.4). Received: Dense." in str(info.value)
+
+
+def test_cnn_cells_check_both_functions():
+    """The strided checks receive build_strided_model's model, not build_model's."""
+    nb = nbformat.read(REPO / "solutions" / "cnn" / "cnn.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "accuracy":
+            cell.source = "pass  # trained in test_cnn.py; here only the other cells"
+    run(nb, REPO / "solutions" / "cnn")
+    out = {c.metadata["nbgrader"]["grade_id"]: stdout(c) for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    assert out["strided_shapes"].startswith("PASS strided_shapes") and "28x28x4 -> 14x14x8 -> 7x7x12" in out["strided_shapes"]
+    assert out["strided_parameters"].startswith("PASS strided_parameters (1 / 1): 121,086 parameters")
+    assert out["output_shapes"].startswith("PASS output_shapes")
