@@ -48,11 +48,6 @@ class Built:
             return self.models[entry]
         raise StudentCodeError(self.errors.get(entry, f"{entry}() returned no model."))
 
-    @property
-    def model_path(self) -> Path:
-        """The first entry's model (most exercises have one entry)."""
-        return self.model(next(iter([*self.models, *self.errors])))
-
 
 def scrubbed_env(workdir: Path) -> dict[str, str]:
     """The only environment the student process sees: no credentials, no course paths, no GPU."""
