@@ -6,6 +6,7 @@ import pytest
 
 from deepgrade.cli import main
 from deepgrade.grading import grade
+from deepgrade.sandbox import network_isolation
 
 from conftest import REPO, by_name
 
@@ -36,6 +37,7 @@ def test_solution_passes_every_check(graded):
     env = report.environment
     assert env["seed"] == 1 and env["device"] == "cpu" and env["versions"]["keras"].startswith("3.15")
     assert env["train_size"] == 10000 and env["epochs"] == 3
+    assert env["sandbox_network"] == ("isolated" if network_isolation() else "shared")
 
 
 def test_stub_fails_every_check_cleanly(graded):

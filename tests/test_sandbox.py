@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from deepgrade.errors import StudentCodeError
-from deepgrade.sandbox import Limits, build_model
+from deepgrade.sandbox import Limits, build_model, network_isolation
 
 MODEL = """
 import keras
@@ -112,3 +112,19 @@ def test_not_a_notebook(tmp_path):
 def test_missing_notebook(tmp_path):
     with pytest.raises(StudentCodeError, match=r"Notebook not found"):
         build_model(tmp_path / "nope.ipynb", "build_model", tmp_path / "out")
+
+
+@pytest.mark.skipif(not network_isolation(), reason="unshare --net is not allowed on this machine")
+def test_no_network_inside_the_sandbox(tmp_path):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    try:
+        probe = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)"
+        with pytest.raises(StudentCodeError, match=r"^Cell 1 of the notebook raised OSError: .*[Nn]etwork is unreachable"):
+            run(tmp_path, probe, MODEL)
+    finally:
+        server.close()

@@ -90,7 +90,7 @@ class GradingSession:
 
     # -- the pipeline, each step cached by its fixture --------------------------------
     def build_submission(self):
-        from .sandbox import Built, Limits, build_model
+        from .sandbox import Built, Limits, build_model, network_isolation
 
         if self.given_model is not None:
             return Built({self.model_entry or self.exercise.entry: self.given_model}, {}, "", 0.0)
@@ -98,6 +98,7 @@ class GradingSession:
         entries = [self.exercise.entry, *self.exercise.extra_entries]
         built = build_model(self.notebook, entries, Path(self._tmp.name) / "models", limits)
         self.environment["sandbox_seconds"] = round(built.seconds, 2)
+        self.environment["sandbox_network"] = "isolated" if network_isolation() else "shared"
         return built
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Run a student's notebook in its own subprocess and bring back only a ``.keras`` file.
 
 The child (``python -m deepgrade._child``) runs with a time limit, an
-address-space limit, a scrubbed environment and a fresh temporary working
+address-space limit, a scrubbed environment, no network (its own empty network
+namespace, where ``unshare --net`` is allowed) and a fresh temporary working
 directory that holds nothing but a copy of the notebook. Whatever it prints is
 kept as a log; the only thing the grader uses is the model file, which it then
 loads itself with ``safe_mode=True``.
@@ -9,6 +10,7 @@ loads itself with ``safe_mode=True``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -69,6 +71,23 @@ def scrubbed_env(workdir: Path) -> dict[str, str]:
     }
 
 
+@functools.cache
+def network_isolation() -> list[str]:
+    """The command prefix that gives the child its own empty network namespace, or [] where that is not allowed.
+
+    ``unshare --net`` needs root (or user namespaces); without it the child keeps the network and the
+    grade records ``sandbox_network: "shared"``.
+    """
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return []
+    try:
+        ok = subprocess.run([unshare, "--net", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return [unshare, "--net", "--"] if ok else []
+
+
 def _limit(memory_limit_mb: int):
     def apply() -> None:
         limit = memory_limit_mb * 1024 * 1024
@@ -97,7 +116,8 @@ def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limit
         (work / "tmp").mkdir()
         shutil.copyfile(notebook, work / NOTEBOOK_NAME)
         (work / MODELS_DIR).mkdir()
-        cmd = [sys.executable, "-m", "deepgrade._child", NOTEBOOK_NAME, MODELS_DIR, RESULT_NAME, *entries]
+        cmd = [*network_isolation(), sys.executable, "-m", "deepgrade._child", NOTEBOOK_NAME, MODELS_DIR, RESULT_NAME,
+               *entries]
         start = time.monotonic()
         with open(work / "tmp" / "log.txt", "w+b") as log:
             try:
