@@ -60,6 +60,23 @@ def test_foreign_module_in_config_is_refused(tmp_path):
         inspect_archive(path)
 
 
+def test_custom_class_disguised_as_keras_is_refused(tmp_path):
+    model = keras.Sequential([keras.Input((28, 28, 1)), Doubler(), layers.Flatten(), layers.Dense(10)])
+    path = saved(model, tmp_path)
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    layer = config["config"]["layers"][1]
+    assert layer["registered_name"] == "Student>Doubler"
+    layer["module"] = "keras.layers"
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    with pytest.raises(StudentCodeError, match=r"'Doubler' from 'Student>Doubler', which is not a built-in Keras object"):
+        inspect_archive(path)
+
+
 def test_garbage_file_is_a_clear_error(tmp_path):
     path = tmp_path / "m.keras"
     path.write_bytes(b"not a zip")

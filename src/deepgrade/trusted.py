@@ -57,10 +57,11 @@ def inspect_archive(path: Path) -> dict:
             )
         module = node.get("module") or ""
         registered = node.get("registered_name")
-        custom = registered and registered != name and "Custom>" in str(registered)
+        custom = registered is not None and registered != name  # built-in Keras objects carry none
         if custom or (module and not module.startswith(_ALLOWED_MODULE_PREFIXES) and module != "builtins"):
             raise StudentCodeError(
-                f"The model uses {name!r} from {module or registered!r}, which is not a built-in Keras object; "
+                f"The model uses {name!r} from {(registered if custom else module)!r}, "
+                "which is not a built-in Keras object; "
                 "the grader only loads built-in Keras layers, losses and optimizers (safe_mode). "
                 "Rewrite it with layers from keras.layers."
             )
