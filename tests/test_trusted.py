@@ -45,34 +45,36 @@ def test_custom_layer_is_refused(tmp_path):
         load_model(saved(model, tmp_path))
 
 
-def test_foreign_module_in_config_is_refused(tmp_path):
-    path = saved(small(), tmp_path)
+def edit_config(path, edit):
+    """Rewrite the archive's config.json with ``edit(config)``, as a hostile student could."""
     with zipfile.ZipFile(path) as z:
         files = {n: z.read(n) for n in z.namelist()}
     config = json.loads(files["config.json"])
-    config["config"]["layers"][1]["module"] = "os"
-    config["config"]["layers"][1]["class_name"] = "system"
+    edit(config)
     files["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(path, "w") as z:
         for name, content in files.items():
             z.writestr(name, content)
+    return path
+
+
+def test_foreign_module_in_config_is_refused(tmp_path):
+    def to_os_system(config):
+        config["config"]["layers"][1].update(module="os", class_name="system")
+
+    path = edit_config(saved(small(), tmp_path), to_os_system)
     with pytest.raises(StudentCodeError, match=r"'system' from 'os', which is not a built-in Keras object"):
         inspect_archive(path)
 
 
 def test_custom_class_disguised_as_keras_is_refused(tmp_path):
     model = keras.Sequential([keras.Input((28, 28, 1)), Doubler(), layers.Flatten(), layers.Dense(10)])
-    path = saved(model, tmp_path)
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    config = json.loads(files["config.json"])
-    layer = config["config"]["layers"][1]
-    assert layer["registered_name"] == "Student>Doubler"
-    layer["module"] = "keras.layers"
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as z:
-        for name, content in files.items():
-            z.writestr(name, content)
+    def claim_keras(config):
+        layer = config["config"]["layers"][1]
+        assert layer["registered_name"] == "Student>Doubler"
+        layer["module"] = "keras.layers"
+
+    path = edit_config(saved(model, tmp_path), claim_keras)
     with pytest.raises(StudentCodeError, match=r"'Doubler' from 'Student>Doubler', which is not a built-in Keras object"):
         inspect_archive(path)
 
