@@ -1,9 +1,12 @@
 """The sandboxed side: run the notebook's cells, call the entry function, save the model.
 
-Runs as ``python -m deepgrade._child NOTEBOOK OUTDIR RESULT_OUT ENTRY [ENTRY ...]``
+Runs as ``python -m deepgrade._child NOTEBOOK OUTDIR RESULT_OUT [--options NAME] ENTRY [ENTRY ...]``
 inside the student's temporary directory. Nothing it writes is trusted: the
-grader only loads OUTDIR/ENTRY.keras, with ``safe_mode=True``; RESULT_OUT
-carries messages.
+grader only loads OUTDIR/ENTRY.keras, with ``safe_mode=True``, and reads
+OUTDIR/NAME.json (training options, plain data it validates); RESULT_OUT
+carries messages. An entry function that takes an argument is given the
+course's pretrained base (``$DEEPGRADE_BASE``, loaded with
+:func:`deepgrade.transfer.load_base`), a fresh copy for each entry.
 """
 
 from __future__ import annotations
@@ -36,14 +39,34 @@ def _error(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (text[0] if text else "")
 
 
+def _wants_base(fn) -> bool:
+    import inspect
+
+    try:
+        return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                   for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
 def _call(shell, entry: str, model_out: str) -> dict:
     """Call one entry function and save its model; the outcome for that entry."""
+    import os
+
     fn = shell.user_ns.get(entry)
     if not callable(fn):
         return {"message": f"The notebook does not define a function `{entry}()`. "
                            f"Keep the `def {entry}():` line of the exercise and fill in its body."}
     try:
-        model = fn()
+        if _wants_base(fn):
+            if not os.environ.get("DEEPGRADE_BASE"):
+                return {"message": f"{entry}() takes an argument, but this exercise provides no pretrained base: "
+                                   f"expected `def {entry}():` with no parameters."}
+            from deepgrade.transfer import load_base
+
+            model = fn(load_base())
+        else:
+            model = fn()
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         ename, evalue = _error(exc)
         advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else ""
@@ -68,8 +91,37 @@ def _call(shell, entry: str, model_out: str) -> dict:
     return {"ok": True}
 
 
+def _options(shell, name: str, out: str) -> dict:
+    """Call the optional options function; save what it returns as JSON (data only, validated by the grader)."""
+    fn = shell.user_ns.get(name)
+    if fn is None:
+        return {"absent": True}
+    if not callable(fn):
+        return {"message": f"`{name}` is not a function: expected `def {name}():` returning a dict of options."}
+    try:
+        value = fn()
+    except BaseException as exc:  # noqa: BLE001
+        ename, evalue = _error(exc)
+        return {"ename": ename, "message": f"{name}() raised {ename}: {evalue}."}
+    if value is not None and not isinstance(value, dict):
+        return {"message": f"{name}() returned a {type(value).__name__}; expected a dict of options "
+                           "(plain numbers, strings and booleans) or None."}
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return {"message": f"{name}() returned options that are not plain data ({exc}); expected a dict of "
+                           "numbers, strings and booleans: the grader builds callbacks itself, "
+                           "so return their settings, not keras.callbacks objects."}
+    with open(out, "w") as f:
+        f.write(text)
+    return {"ok": True}
+
+
 def main(argv: list[str]) -> int:
     notebook, outdir, result_out, *entries = argv
+    options = None
+    if entries[:1] == ["--options"]:
+        options, entries = entries[1], entries[2:]
     import nbformat
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -97,6 +149,8 @@ def main(argv: list[str]) -> int:
     for entry in entries:
         outcomes[entry] = _call(shell, entry, f"{outdir}/{entry}.keras")
         _write(result_out, entries=outcomes)  # written as it goes: a crash later keeps what was done
+    if options:
+        _write(result_out, entries=outcomes, options=_options(shell, options, f"{outdir}/{options}.json"))
     return 0
 
 

@@ -217,13 +217,67 @@ def check_accuracy(training, threshold: float | None) -> str:
     if threshold is None:
         raise CheckFailed("No accuracy threshold is set for this profile in course.yml; tell your instructor.")
     got = training.test_accuracy
-    budget = f"trained by the grader on {training.train_size:,} images for {training.epochs} epochs"
+    budget = training.budget()
     if got < threshold:
         raise CheckFailed(
             f"Test accuracy: expected at least {threshold:.3f}. Received: {got:.4f} ({budget}). "
             "Check the activations (relu inside, softmax at the end) and, if you compile the model, "
             "the loss and optimizer.")
     return f"test accuracy {got:.4f} >= {threshold:.3f} ({budget})."
+
+
+REGULARIZATION_LAYERS = frozenset({
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
+    "BatchNormalization", "LayerNormalization", "GroupNormalization", "ActivityRegularization",
+    "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomContrast", "RandomBrightness",
+    "RandomErasing", "RandomGaussianBlur",
+})
+SHAPING_LAYERS = frozenset({"Flatten", "Reshape", "Activation", "ReLU", "Softmax", "Rescaling"})
+
+
+def check_keeps_layers(model, kept: Sequence[Layer], allowed: frozenset[str] = REGULARIZATION_LAYERS | SHAPING_LAYERS) -> str:
+    """The model keeps ``kept`` (its layers of those kinds, in order, with those attributes); every other layer
+    is one of ``allowed`` (regularization, normalization, augmentation, reshaping)."""
+    kinds = {want.kind for want in kept}
+    observed = observe(model)
+    core = [o for o in observed if o.kind in kinds]
+    for i, want in enumerate(kept):
+        if i >= len(core):
+            raise CheckFailed(f"Expected the baseline's layers {', '.join(map(str, kept))}. Received: only {len(core)} "
+                              f"of them; {want} is missing. Regularize the baseline's layers rather than removing them.")
+        got = core[i]
+        for key, value in want.attrs.items():
+            have = _activation_name(got.config) if key == "activation" else got.config.get(key)
+            if not _matches(value, have):
+                raise CheckFailed(f"{got.label()}: expected {key}={value!r}, as in the baseline. Received: {key}={have!r}. "
+                                  "Keep the baseline's layer sizes; regularize them instead.")
+    if len(core) > len(kept):
+        extra = core[len(kept)]
+        raise CheckFailed(f"{extra.label()}: expected only the baseline's {len(kept)} {'/'.join(sorted(kinds))} layers. "
+                          f"Received: {len(core)}. Regularize the baseline rather than changing its layers.")
+    other = next((o for o in observed if o.kind not in kinds and o.kind not in allowed), None)
+    if other is not None:
+        raise CheckFailed(f"{other.label()}: expected only regularization layers added to the baseline "
+                          f"({', '.join(sorted(REGULARIZATION_LAYERS))}). Received: {other.kind}.")
+    added = sorted({o.kind for o in observed if o.kind in REGULARIZATION_LAYERS})
+    regularized = [o.label() for o in core if any(o.config.get(k) for k in
+                   ("kernel_regularizer", "bias_regularizer", "activity_regularizer"))]
+    said = ", ".join(added + ([f"weight penalties on {len(regularized)} layer(s)"] if regularized else [])) or "nothing"
+    return f"the baseline's layers are kept ({', '.join(map(str, kept))}); added: {said}."
+
+
+def check_gap(training, threshold: float | None) -> str:
+    """Train-minus-test accuracy, both measured by the grader, against the profile's maximum."""
+    if threshold is None:
+        raise CheckFailed("No gap threshold is set for this profile in course.yml; tell your instructor.")
+    said = (f"train accuracy {training.train_accuracy:.4f}, test accuracy {training.test_accuracy:.4f}, "
+            f"{training.budget()}")
+    if training.gap > threshold:
+        raise CheckFailed(
+            f"The model still over-fits: expected a train-minus-test accuracy gap of at most {threshold:.3f}. "
+            f"Received: {training.gap:.4f} ({said}). Add dropout, an L2 kernel_regularizer, batch "
+            "normalization, augmentation layers, or early stopping in fit_options().")
+    return f"gap {training.gap:.4f} <= {threshold:.3f} ({said})."
 
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")

@@ -97,6 +97,23 @@ def calibrate(
 
 
 @app.command()
+def pretrain(
+    exercise: Annotated[str, typer.Argument(help="the transfer exercise whose base to build, e.g. transfer")] = "transfer",
+    out: Annotated[Optional[Path], typer.Option(help="folder for the SavedModel (default: the handle in course.yml)")] = None,
+    course: CourseOpt = None,
+) -> None:
+    """Train the course's feature extractor on the source task of course.yml; write it as a SavedModel."""
+    from .transfer import pretrain as build
+
+    loaded = _course(course)
+    made = build(loaded, exercise, out)
+    print(f"pretrained base written to {made['path']}: {made['parameters']:,} parameters, trained on "
+          f"{made['images']:,} images of classes {made['source_classes']} for {made['epochs']} epochs "
+          f"(seed {made['seed']}, {made['train_seconds']} s); source-task test accuracy "
+          f"{made['source_test_accuracy']:.4f}; weights sha256 {made['weights_sha256'][:16]}...")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the demo course (wiped first)")] = Path("build/demo"),
     profile: Annotated[Optional[str], typer.Option(help="smoke or full; default: from the device")] = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -49,6 +49,11 @@ class Check(_Strict):
 
 class Thresholds(_Strict):
     accuracy: Annotated[float | None, Field(ge=0, le=1, description="minimum accuracy on the official test set")] = None
+    gap: Annotated[float | None, Field(ge=0, le=1, description="maximum train-minus-test accuracy gap")] = None
+    gain: Annotated[float | None, Field(ge=-1, le=1, description=(
+        "transfer: minimum test accuracy above the same head trained alone on the same images"))] = None
+    fine_tuning: Annotated[float | None, Field(ge=0, le=1, description=(
+        "transfer: minimum test accuracy of the fine-tuned model (it must not collapse)"))] = None
 
 
 class Profile(_Strict):
@@ -67,17 +72,62 @@ class Baseline(_Strict):
     fails: list[str]
 
 
+class Pretrain(_Strict):
+    """How `deepgrade pretrain` builds the course's own feature extractor (reproducible from these)."""
+
+    source_classes: Annotated[list[int], Field(min_length=2, description="Fashion-MNIST labels of the source task")]
+    images_per_class: Annotated[int | None, Field(gt=0)] = None  # None: every training image of those classes
+    epochs: Annotated[int, Field(gt=0)] = 3
+    batch_size: Annotated[int, Field(gt=0)] = 128
+    seed: int = 0
+
+
+class Transfer(_Strict):
+    """The transfer-learning task: a pretrained base from a handle, a small labelled target task."""
+
+    handle: Annotated[str, Field(description=(
+        "the feature extractor: a SavedModel folder relative to course.yml, or a TF Hub / Kaggle URL"))]
+    classes: Annotated[list[int], Field(min_length=2, description="Fashion-MNIST labels of the target task")]
+    images_per_class: Annotated[int, Field(gt=0, le=100)] = 100
+    pretrain: Pretrain | None = None  # how the offline default base was built
+
+
 class Exercise(_Strict):
     title: str
     notebook: str
     autograder: str
     entry: str = "build_model"
     extra_entries: list[str] = []  # more functions the notebook defines and the checks grade
+    options: str | None = None  # an optional function returning training options as data (early stopping)
+    transfer: Transfer | None = None
     checks: dict[str, Check]
     compile: Compile = Compile()
     sandbox: Sandbox = Sandbox()
     profiles: dict[Literal["smoke", "full"], Profile]
     baselines: dict[str, Baseline] = {}
+
+
+class EarlyStopping(_Strict):
+    """Early stopping, as the student asks for it; the grader builds keras.callbacks.EarlyStopping itself."""
+
+    monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
+    patience: Annotated[int, Field(ge=0, le=100)] = 3
+    min_delta: Annotated[float, Field(ge=0)] = 0.0
+    restore_best_weights: bool = True
+
+
+class FitOptions(_Strict):
+    """Training options a notebook may return as data (never code): they travel beside the .keras file."""
+
+    validation_split: Annotated[float, Field(ge=0, le=0.5, description="fraction of the training images held out")] = 0.0
+    early_stopping: EarlyStopping | None = None
+
+    @model_validator(mode="after")
+    def _needs_validation(self) -> "FitOptions":
+        if self.early_stopping and self.early_stopping.monitor.startswith("val_") and not self.validation_split:
+            raise ValueError(f"early_stopping monitors {self.early_stopping.monitor!r}, which needs held-out images: "
+                             "set validation_split (e.g. 0.2)")
+        return self
 
 
 class Course(_Strict):
@@ -113,6 +163,14 @@ class LoadedCourse:
 
     def autograder(self, name: str) -> Path:
         return self.root / self.exercise(name).autograder
+
+    def base_handle(self, name: str) -> str:
+        """The transfer exercise's base: a URL as written, a local folder made absolute."""
+        transfer = self.exercise(name).transfer
+        if transfer is None:
+            raise ConfigError(f"{self.path}: exercises.{name}: expected a `transfer:` section with the base's handle.")
+        handle = transfer.handle
+        return handle if "://" in handle else str((self.root / handle).resolve())
 
     def profile(self, name: str, profile: str) -> Profile:
         profiles = self.exercise(name).profiles
@@ -187,11 +245,27 @@ def _check_files(loaded: LoadedCourse) -> None:
                     f"(looked in {loaded.root}).",
                     tip="Paths in course.yml are relative to the folder holding it.",
                 )
+        if ex.transfer is not None:
+            _check_transfer(loaded, name, ex.transfer)
         for b, spec in ex.baselines.items():
             unknown = [c for c in spec.fails if c not in ex.checks]
             if unknown:
                 raise ConfigError(f"{loaded.path}: exercises.{name}.baselines.{b}.fails: expected checks of "
                                   f"{name} ({', '.join(ex.checks)}). Received: {unknown}.")
+
+
+def _check_transfer(loaded: LoadedCourse, name: str, transfer: Transfer) -> None:
+    where = f"{loaded.path}: exercises.{name}.transfer"
+    groups = {"classes": transfer.classes}
+    if transfer.pretrain:
+        groups["pretrain.source_classes"] = transfer.pretrain.source_classes
+    for key, labels in groups.items():
+        if any(not 0 <= c <= 9 for c in labels) or len(set(labels)) != len(labels):
+            raise ConfigError(f"{where}.{key}: expected distinct Fashion-MNIST labels 0-9. Received: {labels}.")
+    if transfer.pretrain and set(transfer.classes) & set(transfer.pretrain.source_classes):
+        raise ConfigError(f"{where}: expected the target classes and the pretraining source classes to be disjoint "
+                          f"(the base must not have seen the target task). Received: both have "
+                          f"{sorted(set(transfer.classes) & set(transfer.pretrain.source_classes))}.")
 
 
 # --- error wording -----------------------------------------------------------

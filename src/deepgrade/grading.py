@@ -26,6 +26,7 @@ def grade(
     *,
     model: Path | None = None,
     entry: str | None = None,
+    options: Path | None = None,
     profile: str | None = None,
     seed: int | None = None,
     only: list[str] | None = None,
@@ -46,6 +47,8 @@ def grade(
         cmd += ["--deepgrade-notebook", str(Path(notebook).resolve())] if notebook else ["--deepgrade-model", str(Path(model).resolve())]
         if entry:
             cmd += ["--deepgrade-entry", entry]
+        if options:
+            cmd += ["--deepgrade-options", str(Path(options).resolve())]
         if profile:
             cmd += ["--deepgrade-profile", profile]
         if seed is not None:

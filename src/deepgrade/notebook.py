@@ -15,19 +15,38 @@ from typing import Callable
 from .architecture import CheckFailed
 
 
-def check(exercise: str, name: str, build_fn: Callable, *, profile: str | None = None, seed: int | None = None) -> None:
-    """Run one check of ``exercise`` on ``build_fn()``; print the verdict, raise CheckFailed when it fails."""
+def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | None = None,
+          profile: str | None = None, seed: int | None = None) -> None:
+    """Run one check of ``exercise`` on ``build_fn()``; print the verdict, raise CheckFailed when it fails.
+
+    ``build_fn`` that takes an argument gets the course's pretrained base (transfer); ``options`` is the
+    notebook's training-options function (early stopping), sent to the grader as data.
+    """
+    import inspect
+    import json
+
     from .config import load_course
     from .grading import grade
 
     course = load_course()
-    model = build_fn()
+    takes_base = bool(inspect.signature(build_fn).parameters)
+    if takes_base:
+        from .transfer import load_base
+
+        model = build_fn(load_base())
+    else:
+        model = build_fn()
     if model is None:
         raise CheckFailed(f"{build_fn.__name__}() returned None; expected a Keras model. Did you forget `return model`?")
     with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
-        report = grade(course, exercise, model=path, entry=build_fn.__name__, profile=profile, seed=seed, only=[name])
+        options_file = None
+        if options is not None:
+            options_file = Path(tmp) / "options.json"
+            options_file.write_text(json.dumps(options()))
+        report = grade(course, exercise, model=path, entry=build_fn.__name__, options=options_file, profile=profile,
+                       seed=seed, only=[name])
     result = next((c for c in report.checks if c.name == name), None)
     if result is None:
         raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")

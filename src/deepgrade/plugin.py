@@ -14,7 +14,11 @@ Fixtures, all computed in this (trusted) process:
   submission   what the sandboxed notebook produced (a .keras file per entry function)
   models       models(entry): an entry function's model loaded with safe_mode=True
   model        the main entry's model (build_model)
-  training     a fresh copy trained and evaluated on the test set (session-cached)
+  task         what the grader trains and tests on (all ten classes, or the transfer task's)
+  fit_options  the notebook's training options (early stopping), validated; none by default
+  base         transfer: the course's pretrained base, loaded here from course.yml's handle
+  train        train(model, prepare=None): a fresh copy of a model trained and evaluated on the test set
+  training     train(model), session-cached; metrics recorded in the grade
   passed       call with the message to show when the check passes
 """
 
@@ -42,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("deepgrade", "grade a submission with a deepgrade autograder")
     group.addoption("--deepgrade-notebook", help="student notebook to grade (run in the sandbox)")
     group.addoption("--deepgrade-model", help="an already saved .keras model to grade instead of a notebook")
+    group.addoption("--deepgrade-options", help="with --deepgrade-model: a JSON file of the training options the notebook returned")
     group.addoption("--deepgrade-entry", help="with --deepgrade-model: the entry function it came from (default: the main one)")
     group.addoption("--deepgrade-exercise", help="exercise id (default: from the autograder's file name)")
     group.addoption("--deepgrade-profile", choices=("smoke", "full"), help="training profile (default: from the device)")
@@ -58,6 +63,7 @@ class GradingSession:
         self.notebook = Path(opt("--deepgrade-notebook")).resolve() if opt("--deepgrade-notebook") else None
         self.given_model = Path(opt("--deepgrade-model")).resolve() if opt("--deepgrade-model") else None
         self.model_entry: str | None = opt("--deepgrade-entry")
+        self.given_options = Path(opt("--deepgrade-options")) if opt("--deepgrade-options") else None
         self.exercise_name: str | None = opt("--deepgrade-exercise")
         self.profile_name: str | None = opt("--deepgrade-profile")
         seed = opt("--deepgrade-seed")
@@ -68,6 +74,10 @@ class GradingSession:
         self._tmp = tempfile.TemporaryDirectory(prefix="deepgrade-grader-")
         self.started = time.time()
         self.environment: dict = {}
+
+    def record(self, **metrics: float) -> None:
+        """Numbers the grade is made of, kept in ``environment.metrics`` (and read by `deepgrade calibrate`)."""
+        self.environment.setdefault("metrics", {}).update({k: round(float(v), 6) for k, v in metrics.items()})
 
     # -- set up once the autograder module is known ----------------------------------
     def bind(self, autograder: Path) -> None:
@@ -93,13 +103,23 @@ class GradingSession:
         from .sandbox import Built, Limits, build_model, network_isolation
 
         if self.given_model is not None:
-            return Built({self.model_entry or self.exercise.entry: self.given_model}, {}, "", 0.0)
+            import json
+
+            options = json.loads(self.given_options.read_text()) if self.given_options else None
+            return Built({self.model_entry or self.exercise.entry: self.given_model}, {}, "", 0.0, options)
         limits = Limits(self.exercise.sandbox.time_limit_s, self.exercise.sandbox.memory_limit_mb)
         entries = [self.exercise.entry, *self.exercise.extra_entries]
-        built = build_model(self.notebook, entries, Path(self._tmp.name) / "models", limits)
+        base = str(self.base_path()) if self.exercise.transfer else None
+        built = build_model(self.notebook, entries, Path(self._tmp.name) / "models", limits,
+                            options=self.exercise.options, base=base)
         self.environment["sandbox_seconds"] = round(built.seconds, 2)
         self.environment["sandbox_network"] = "isolated" if network_isolation() else "shared"
         return built
+
+    def base_path(self) -> Path:
+        from .transfer import resolve
+
+        return resolve(self.course.base_handle(self.exercise_name))
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -202,16 +222,67 @@ def model(models, grading: GradingSession):
 
 
 @pytest.fixture(scope="session")
-def training(model, grading: GradingSession):
+def task(grading: GradingSession):
+    from .trusted import Task
+
+    return Task.of(grading.exercise)
+
+
+@pytest.fixture(scope="session")
+def fit_options(submission, grading: GradingSession):
+    from .config import FitOptions
+
+    name = grading.exercise.options
+    return submission.fit_options(name) if name else FitOptions()
+
+
+@pytest.fixture(scope="session")
+def base(grading: GradingSession):
+    """The course's pretrained base, loaded by the grader itself (never taken from the student's file)."""
+    from .errors import GraderError
+    from .transfer import is_course_base, load_base
+
+    path = grading.base_path()
+    if not is_course_base(path):
+        raise GraderError(f"The course's base ({grading.course.base_handle(grading.exercise_name)}) is a SavedModel "
+                          "without a Keras config (an online handle): the grader grades bases built by "
+                          "`deepgrade pretrain`. Tell your instructor.")
+    return load_base(str(path))
+
+
+@pytest.fixture(scope="session")
+def train(grading: GradingSession, task, request: pytest.FixtureRequest):
+    """``train(model, prepare=None)``: a fresh copy trained under the session's profile, seed and task."""
     from .trusted import check_io, train_and_evaluate
 
-    check_io(model)
-    result = train_and_evaluate(model, grading.profile, grading.exercise.compile, grading.seed)
+    def run(model, prepare=None, options=None):
+        check_io(model, task.num_classes)
+        return train_and_evaluate(model, grading.profile, grading.exercise.compile, grading.seed, task=task,
+                                  options=options, prepare=prepare)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def training(model, grading: GradingSession, train, fit_options, request: pytest.FixtureRequest):
+    prepare = None
+    if grading.exercise.transfer is not None:
+        from .transfer import find_base, restore
+
+        base = request.getfixturevalue("base")
+        try:
+            find_base(model, base)
+            prepare = restore(base)  # the pretrained weights, from the course's handle
+        except DeepgradeError:
+            pass  # no base in the model: trained as it is, from scratch (the base_used check says why)
+    result = train(model, prepare, fit_options)
     grading.environment.update(
         train_size=result.train_size, epochs=result.epochs, train_seconds=round(result.seconds, 2),
-        compiled_by=result.compiled_by,
-        metrics={"test_accuracy": result.test_accuracy, "train_accuracy": result.train_accuracy},
+        compiled_by=result.compiled_by, epochs_run=result.epochs_run,
     )
+    if result.validation_size:
+        grading.environment["validation_size"] = result.validation_size
+    grading.record(test_accuracy=result.test_accuracy, train_accuracy=result.train_accuracy, gap=result.gap)
     return result
 
 

@@ -44,6 +44,16 @@ class Built:
     errors: dict[str, str]
     log: str
     seconds: float
+    options: dict | None = None  # what the notebook's options function returned (plain data), None if absent
+    options_error: str | None = None
+
+    def fit_options(self, entry: str = "fit_options"):
+        """The training options, validated (:class:`deepgrade.config.FitOptions`), or the student's error."""
+        from .trusted import parse_options
+
+        if self.options_error:
+            raise StudentCodeError(self.options_error)
+        return parse_options(self.options, entry)
 
     def model(self, entry: str) -> Path:
         if entry in self.models:
@@ -97,8 +107,12 @@ def _limit(memory_limit_mb: int):
     return apply
 
 
-def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limits = Limits()) -> Built:
+def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limits = Limits(), *,
+                options: str | None = None, base: str | None = None) -> Built:
     """Run ``notebook`` then each entry function in a sandboxed child; copy the models into folder ``out``.
+
+    ``options`` names an optional function returning training options (data, saved as JSON);
+    ``base`` is the pretrained base's folder, passed to entry functions that take an argument.
 
     Raises :class:`StudentCodeError` with a message for the student when the
     notebook raises or runs out of time or memory; an entry function that
@@ -117,12 +131,15 @@ def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limit
         shutil.copyfile(notebook, work / NOTEBOOK_NAME)
         (work / MODELS_DIR).mkdir()
         cmd = [*network_isolation(), sys.executable, "-m", "deepgrade._child", NOTEBOOK_NAME, MODELS_DIR, RESULT_NAME,
-               *entries]
+               *(["--options", options] if options else []), *entries]
+        env = scrubbed_env(work)
+        if base:
+            env["DEEPGRADE_BASE"] = base
         start = time.monotonic()
         with open(work / "tmp" / "log.txt", "w+b") as log:
             try:
                 proc = subprocess.Popen(
-                    cmd, cwd=work, env=scrubbed_env(work), stdin=subprocess.DEVNULL, stdout=log,
+                    cmd, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limit(limits.memory_limit_mb),
                 )
             except OSError as exc:
@@ -156,7 +173,18 @@ def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limit
                 errors[name] = _explain_failure(outcome, 0, name, limits, text)
             else:  # the process died while calling this entry, or before it
                 errors[name] = _explain_failure({}, code, name, limits, text)
-        return Built(models, errors, text, seconds)
+        given, options_error = None, None
+        told = result.get("options") if isinstance(result.get("options"), dict) else {}
+        if options and told.get("ok"):
+            try:
+                given = json.loads((work / MODELS_DIR / f"{options}.json").read_text())
+            except (OSError, ValueError):
+                options_error = f"{options}() returned options that could not be read back as JSON."
+        elif options and "message" in told:
+            options_error = str(told["message"])
+        elif options and not told.get("absent"):
+            options_error = _explain_failure({}, code, options, limits, text)
+        return Built(models, errors, text, seconds, given, options_error)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

@@ -14,21 +14,38 @@ def is_test_cell(cell) -> bool:
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def _answer_id(cell) -> str | None:
+    """The name a student's answer goes by: a solution cell's grade_id, or the one function an editable
+    cell outside nbgrader defines (e.g. ``fit_options``, released as written)."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    if cell.get("cell_type") != "code":
+        return None
+    if meta.get("solution"):
+        return meta.get("grade_id")
+    if meta:
+        return None
+    try:
+        defs = [n.name for n in ast.parse(cell.source).body if isinstance(n, ast.FunctionDef)]
+    except SyntaxError:
+        return None
+    return defs[0] if len(defs) == 1 else None
+
+
 def fill(stub: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
-    """The stub with the source of each solution cell named in ``answers`` (by grade_id) replaced."""
+    """The stub with the source of each answer cell named in ``answers`` (see :func:`_answer_id`) replaced."""
     nb = nbformat.read(stub, as_version=4)
     todo = dict(answers)
     for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in todo:
-            cell.source = todo.pop(grade_id)
+        name = _answer_id(cell)
+        if name in todo:
+            cell.source = todo.pop(name)
     if todo:
         raise KeyError(f"{stub}: no solution cell with grade_id {sorted(todo)}")
     return nb
 
 
 def solution_ids(nb) -> list[str]:
-    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+    return [name for c in nb.cells if (name := _answer_id(c))]
 
 
 def split_answers(source: str, grade_ids: list[str]) -> dict[str, str]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from .config import Compile, Profile
+from pydantic import ValidationError
+
+from .config import Compile, FitOptions, Profile
 from .errors import StudentCodeError
 
 INPUT_SHAPE = (28, 28, 1)
@@ -46,6 +48,12 @@ def inspect_archive(path: Path) -> dict:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise StudentCodeError(f"The saved model is not a valid .keras file ({type(exc).__name__}: {exc}).") from None
+    refuse_unsafe(config)
+    return config
+
+
+def refuse_unsafe(config: dict) -> None:
+    """Raise StudentCodeError for any object in a Keras config that is not a built-in Keras object."""
     for node in _walk(config):
         name = node.get("class_name")
         if name is None or "module" not in node:
@@ -65,7 +73,6 @@ def inspect_archive(path: Path) -> dict:
                 "the grader only loads built-in Keras layers, losses and optimizers (safe_mode). "
                 "Rewrite it with layers from keras.layers."
             )
-    return config
 
 
 def load_model(path: Path):
@@ -85,7 +92,7 @@ def load_model(path: Path):
     return model
 
 
-def check_io(model) -> None:
+def check_io(model, num_classes: int = NUM_CLASSES) -> None:
     """The model must take a batch of 28x28x1 images and give one score per class."""
     from keras import ops
 
@@ -97,11 +104,28 @@ def check_io(model) -> None:
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
         ) from None
     shape = tuple(ops.shape(out))
-    if shape != (2, NUM_CLASSES):
+    if shape != (2, num_classes):
         raise StudentCodeError(
-            f"Expected output shape (None, {NUM_CLASSES}): one score per class. "
+            f"Expected output shape (None, {num_classes}): one score per class. "
             f"Received: (None, {', '.join(str(s) for s in shape[1:])})."
         )
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the grader trains and tests on: all ten classes, or a few relabelled 0..k-1 with k images each."""
+
+    classes: tuple[int, ...] = tuple(range(NUM_CLASSES))
+    images_per_class: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def of(cls, exercise) -> "Task":
+        t = exercise.transfer
+        return cls(tuple(t.classes), t.images_per_class) if t is not None else cls()
 
 
 @dataclass(frozen=True)
@@ -113,13 +137,30 @@ class Training:
     seconds: float
     compiled_by: str  # "student" or "course"
     final_loss: float
+    epochs_run: int = 0  # fewer than epochs when early stopping stopped it
+    validation_size: int = 0
+    model: Any = field(default=None, repr=False, compare=False)  # the trained copy
+
+    @property
+    def gap(self) -> float:
+        return self.train_accuracy - self.test_accuracy
+
+    def budget(self) -> str:
+        held = f", {self.validation_size:,} more held out for validation" if self.validation_size else ""
+        stopped = f" (early stopping ended it after {self.epochs_run})" if self.epochs_run and self.epochs_run < self.epochs else ""
+        return f"trained by the grader on {self.train_size:,} images{held} for {self.epochs} epochs{stopped}"
 
 
-def _fresh_copy(model, defaults: Compile):
-    """Same architecture and compile settings, weights re-initialised from the grader's seed."""
+def _fresh_copy(model, defaults: Compile, prepare=None):
+    """Same architecture and compile settings, weights re-initialised from the grader's seed.
+
+    ``prepare(fresh)`` runs before compiling (the transfer grader restores the pretrained base there).
+    """
     import keras
 
     fresh = keras.models.clone_model(model)
+    if prepare is not None:
+        prepare(fresh)
     compile_config = model.get_compile_config() if getattr(model, "compiled", False) else None
     if compile_config:
         fresh.compile_from_config(compile_config)
@@ -129,6 +170,23 @@ def _fresh_copy(model, defaults: Compile):
         optimizer.learning_rate = defaults.learning_rate
     fresh.compile(optimizer=optimizer, loss=defaults.loss, metrics=list(defaults.metrics))
     return fresh, "course"
+
+
+def parse_options(raw: dict | None, entry: str = "fit_options") -> FitOptions:
+    """Validate the training options a notebook returned (data only) or say what was expected."""
+    if raw is None:
+        return FitOptions()
+    try:
+        return FitOptions.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']} (received {e.get('input')!r})"
+            for e in exc.errors())
+        raise StudentCodeError(
+            f"{entry}() returned options the grader cannot use: {problems}. Expected a dict such as "
+            "{'validation_split': 0.2, 'early_stopping': {'monitor': 'val_loss', 'patience': 3, "
+            "'restore_best_weights': True}}, or {} for none."
+        ) from None
 
 
 def _wants_one_hot(model) -> bool:
@@ -157,22 +215,51 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int) -> Training:
-    """Train a fresh copy of ``model`` under ``profile`` with ``seed``; measure accuracy on the test set."""
+def training_data(profile: Profile, seed: int, task: Task = Task()):
+    """The seeded training subset and the test set, both restricted to the task's classes (relabelled)."""
     from . import data
 
-    seed_everything(seed)
     train, test = data.load()
     rng = np.random.default_rng(seed)
-    size = profile.train_size or len(train)
-    index = np.sort(rng.permutation(len(train))[:size])
-    x, y = train.x[index], train.y[index]
+    if task.images_per_class is None and task.classes == Task().classes:
+        size = profile.train_size or len(train)
+        index = np.sort(rng.permutation(len(train))[:size])
+        return train.x[index], train.y[index], test.x, test.y
+    per_class = task.images_per_class or len(train)
+    index = np.sort(np.concatenate([rng.permutation(np.flatnonzero(train.y == c))[:per_class] for c in task.classes]))
+    relabel = np.full(NUM_CLASSES, -1, "int64")
+    relabel[list(task.classes)] = np.arange(task.num_classes)
+    in_test = np.isin(test.y, task.classes)
+    return train.x[index], relabel[train.y[index]], test.x[in_test], relabel[test.y[in_test]]
 
-    fresh, compiled_by = _fresh_copy(model, defaults)
-    targets = np.eye(NUM_CLASSES, dtype="float32")[y] if _wants_one_hot(fresh) else y
+
+def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *, task: Task = Task(),
+                       options: FitOptions | None = None, prepare=None) -> Training:
+    """Train a fresh copy of ``model`` under ``profile`` with ``seed``; measure accuracy on the test set."""
+    import keras
+
+    seed_everything(seed)
+    x, y, x_test, y_test = training_data(profile, seed, task)
+    options = options or FitOptions()
+    x_val = y_val = None
+    if options.validation_split:
+        held = np.random.default_rng(seed + 1).permutation(len(x))
+        n_val = max(1, int(round(len(x) * options.validation_split)))
+        val, keep = np.sort(held[:n_val]), np.sort(held[n_val:])
+        x, y, x_val, y_val = x[keep], y[keep], x[val], y[val]
+    callbacks = [keras.callbacks.EarlyStopping(**options.early_stopping.model_dump())] if options.early_stopping else []
+
+    fresh, compiled_by = _fresh_copy(model, defaults, prepare)
+    one_hot = _wants_one_hot(fresh)
+
+    def targets(labels):
+        return np.eye(task.num_classes, dtype="float32")[labels] if one_hot else labels
+
     start = time.monotonic()
     try:
-        history = fresh.fit(x, targets, epochs=profile.epochs, batch_size=profile.batch_size, shuffle=True, verbose=0)
+        history = fresh.fit(x, targets(y), epochs=profile.epochs, batch_size=profile.batch_size, shuffle=True,
+                            verbose=0, callbacks=callbacks,
+                            validation_data=(x_val, targets(y_val)) if x_val is not None else None)
     except Exception as exc:  # noqa: BLE001 - a student's compile settings can make fit fail
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise StudentCodeError(
@@ -181,13 +268,20 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int) ->
             "uncompiled to use the course defaults."
         ) from None
     seconds = time.monotonic() - start
+    if options.early_stopping and options.early_stopping.monitor not in history.history:
+        raise StudentCodeError(
+            f"Early stopping monitors {options.early_stopping.monitor!r}, which training did not report: expected "
+            f"one of {sorted(history.history)}. Monitor 'val_loss', or compile with metrics=['accuracy'].")
     losses = history.history.get("loss", [float("nan")])
     return Training(
-        test_accuracy=accuracy(fresh, test.x, test.y),
+        test_accuracy=accuracy(fresh, x_test, y_test),
         train_accuracy=accuracy(fresh, x, y),
-        train_size=size,
+        train_size=len(x),
         epochs=profile.epochs,
         seconds=seconds,
         compiled_by=compiled_by,
         final_loss=float(losses[-1]),
+        epochs_run=len(losses),
+        validation_size=0 if x_val is None else len(x_val),
+        model=fresh,
     )
