@@ -33,3 +33,14 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     assert "seeds 0, 1; 2,000 training images, 1 epochs" in text
     assert main(["calibrate", "mlp", "--seeds", "1", "--profile", "smoke", "--course", str(root)]) == 0
     assert docs.read_text().count("<!-- calibrate mlp:smoke -->") == 1  # replaced, not appended
+
+
+def test_propose_a_maximum_gap_mirrors_the_rule():
+    ref = Runs("ref", {"gap": [0.0848, 0.0857, 0.0902]})
+    overfit = Runs("overfit", {"gap": [0.1365, 0.1722]}, fails=("gap",))
+    threshold, why = propose(ref, [overfit], "gap")
+    assert threshold == 0.106 and "above the reference's worst seed" in why  # 0.015 above 0.0902, rounded up
+    assert propose(ref, [Runs("b", {"gap": [0.10]}, fails=("gap",))], "gap")[0] == 0.096  # halfway (0.0951) is lower
+    assert propose(ref, [], "gap")[0] == 0.106
+    assert propose(ref, [Runs("b", {"gap": [0.09]}, fails=("gap",))], "gap")[0] is None
+    assert propose(Runs("ref", {"gain": [0.01, 0.02]}), [], "gain")[0] is None  # a gain must stay above zero

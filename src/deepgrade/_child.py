@@ -70,7 +70,8 @@ def _call(shell, entry: str, model_out: str) -> dict:
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         ename, evalue = _error(exc)
         advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else ""
-        return {"ename": ename, "message": f"{entry}() raised {ename}: {evalue}. {advice}".rstrip()}
+        said = f"{ename}: {evalue}" if evalue else ename
+        return {"ename": ename, "message": f"{entry}() raised {said}. {advice}".rstrip()}
 
     import keras
 

@@ -21,7 +21,9 @@ from .errors import ConfigError
 from .grading import grade
 from .submissions import write_submission
 
-METRIC_CHECK = {"test_accuracy": "accuracy"}  # metric in the grade's environment -> the check it decides
+# metric in the grade's environment -> the check whose threshold it decides
+METRIC_CHECK = {"test_accuracy": "accuracy", "gap": "gap", "gain": "gain", "finetune_accuracy": "fine_tuning"}
+LOWER_IS_BETTER = {"gap"}  # a maximum, not a minimum
 
 
 @dataclass(frozen=True)
@@ -58,22 +60,34 @@ def _round_down(x: float) -> float:
 
 
 def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy") -> tuple[float | None, str]:
-    """The higher of: MARGIN below the reference's worst seed, halfway to the best baseline that must fail
-    (rounded down to 0.001), so that the reference passes every seed and the baselines fail."""
-    ref_min = reference.stats(metric)[0]
-    must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails]
+    """A threshold for ``metric`` that the reference passes on every seed and the baselines meant to fail do not.
+
+    For a minimum (accuracy, gain): the higher of MARGIN below the reference's worst seed and halfway to the
+    best failing baseline, rounded down to 0.001. For a maximum (gap) the same, mirrored: the lower of MARGIN
+    above the reference's worst seed and halfway to the failing baseline's best seed, rounded up.
+    """
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    worse, better = ("above", "below") if sign < 0 else ("below", "above")
+    ref = [sign * v for v in reference.values[metric]]
+    worst = min(ref)
+    must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails and metric in b.values]
     if not must_fail:
-        threshold = _round_down(ref_min - MARGIN)
-        return threshold, f"{ref_min - threshold:.4f} below the reference's worst seed; no baseline to fail"
-    best = max(b.stats(metric)[2] for b in must_fail)
-    if best >= ref_min:
-        return None, (f"cannot separate: a baseline reaches {best:.4f}, the reference's worst seed {ref_min:.4f}; "
-                      "raise the profile's budget")
-    threshold = _round_down(max(ref_min - MARGIN, (ref_min + best) / 2))
-    if threshold <= best:
-        return None, f"cannot separate with a margin: the best baseline reaches {best:.4f}, the reference {ref_min:.4f}"
-    return threshold, (f"{ref_min - threshold:.4f} below the reference's worst seed, "
-                       f"{threshold - best:.4f} above the best baseline")
+        threshold = _round_down(worst - MARGIN)
+        why = f"{worst - threshold:.4f} {worse} the reference's worst seed; no baseline to fail"
+    else:
+        best = max(sign * v for b in must_fail for v in b.values[metric])
+        if best >= worst:
+            return None, (f"cannot separate: a baseline reaches {sign * best:.4f}, the reference's worst seed "
+                          f"{sign * worst:.4f}; raise the profile's budget")
+        threshold = _round_down(max(worst - MARGIN, (worst + best) / 2))
+        if threshold <= best:
+            return None, (f"cannot separate with a margin: the best baseline reaches {sign * best:.4f}, "
+                          f"the reference {sign * worst:.4f}")
+        why = (f"{worst - threshold:.4f} {worse} the reference's worst seed, "
+               f"{threshold - best:.4f} {better} the best baseline")
+    if metric == "gain" and threshold <= 0:
+        return None, f"the reference's worst gain is {worst:+.4f}: the pretrained base does not clearly help"
+    return sign * threshold + 0.0, why
 
 
 def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str) -> dict:
@@ -90,7 +104,8 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str) -> 
             runs.append(Runs(f"baseline: {name}", values, tuple(spec.fails)))
     thresholds = {}
     for metric, check in METRIC_CHECK.items():
-        thresholds[check] = propose(runs[0], runs[1:], metric)
+        if check in ex.checks and metric in runs[0].values:
+            thresholds[check] = propose(runs[0], runs[1:], metric)
     return {"exercise": exercise, "profile": profile, "seeds": seed_list, "runs": runs, "thresholds": thresholds,
             "current": course.profile(exercise, profile).thresholds.model_dump(), "environment": environment}
 

@@ -138,23 +138,26 @@ def base_architecture():
 
 
 def pretrain(course, exercise: str, out: Path | None = None) -> dict:
-    """Train the base on the source task of course.yml (``transfer.pretrain``) and write it as a SavedModel.
+    """``deepgrade pretrain``: build the base that course.yml describes (``transfer.pretrain``) at its handle."""
+    ex = course.exercise(exercise)
+    if ex.transfer is None or ex.transfer.pretrain is None:
+        raise ConfigError(f"{course.path}: exercises.{exercise}.transfer.pretrain: expected the source task "
+                          "(source_classes, epochs, seed) that `deepgrade pretrain` trains the base on.")
+    return pretrain_base(ex.transfer.pretrain, Path(out) if out else Path(course.base_handle(exercise)))
+
+
+def pretrain_base(spec, out: Path) -> dict:
+    """Train the base on the source task ``spec`` and write it as a SavedModel at ``out``.
 
     Reproducible: the seed, the source classes and the budget come from course.yml, op determinism is on,
     and the manifest records the weights' sha256 beside versions and device.
     """
     import keras
 
+    from .config import Profile
     from .environment import describe
     from .trusted import Task, accuracy, seed_everything, training_data
-    from .config import Profile
 
-    ex = course.exercise(exercise)
-    if ex.transfer is None or ex.transfer.pretrain is None:
-        raise ConfigError(f"{course.path}: exercises.{exercise}.transfer.pretrain: expected the source task "
-                          "(source_classes, epochs, seed) that `deepgrade pretrain` trains the base on.")
-    spec = ex.transfer.pretrain
-    out = Path(out) if out else Path(course.base_handle(exercise))
     seed_everything(spec.seed)
     task = Task(tuple(spec.source_classes), spec.images_per_class)
     x, y, x_test, y_test = training_data(Profile(epochs=spec.epochs), spec.seed, task)

@@ -1,7 +1,7 @@
-# expect: accuracy and gap fail with a message naming the option: early stopping on val_loss without held-out images
+# expect: accuracy and gap fail with a message: early stopping on val_loss needs held-out images (validation_split)
 def build_model():
     return build_baseline()
 
 
 def fit_options():
-    return {"early_stopping": {"monitor": "val_loss", "patience": -1}}
+    return {"early_stopping": {"monitor": "val_loss", "patience": 3}}

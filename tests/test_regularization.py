@@ -1,0 +1,116 @@
+"""The regularization exercise: the grader measures test accuracy and the train-minus-test gap itself,
+on 2,000 images; early stopping arrives as data (fit_options) and the grader builds the callback."""
+
+import numpy as np
+import pytest
+
+from deepgrade.architecture import CheckFailed, Layer, check_gap, check_keeps_layers
+from deepgrade.config import FitOptions
+from deepgrade.errors import StudentCodeError
+from deepgrade.grading import grade
+from deepgrade.trusted import Training, parse_options
+
+from conftest import by_name
+
+CHECKS = ["keeps_baseline", "accuracy", "gap"]
+BASELINE = [Layer("Dense", units=512), Layer("Dense", units=512), Layer("Dense", units=10)]
+
+
+def test_solution_passes_every_check(course):
+    report = grade(course, "regularization", course.source_notebook("regularization"), profile="smoke", seed=1)
+    assert [c.name for c in report.checks] == CHECKS
+    assert all(c.passed for c in report.checks), report.checks
+    metrics = report.environment["metrics"]
+    assert metrics["gap"] == pytest.approx(metrics["train_accuracy"] - metrics["test_accuracy"], abs=1e-6)
+    assert report.environment["train_size"] == 2000
+
+
+def test_stub_fails_every_check_cleanly(course):
+    report = grade(course, "regularization", course.release_notebook("regularization"), profile="smoke", seed=1)
+    assert report.score == 0 and all("not done yet" in c.message for c in report.checks)
+
+
+def test_unregularized_baseline_fails_the_gap_check_only(course, make_submission):
+    checks = by_name(grade(course, "regularization", make_submission("regularization", "overfit"), profile="smoke", seed=1))
+    assert checks["keeps_baseline"].passed and checks["accuracy"].passed
+    assert not checks["gap"].passed
+    assert checks["gap"].message.startswith("The model still over-fits: expected a train-minus-test accuracy gap of at most")
+
+
+def test_early_stopping_comes_as_data_and_the_grader_applies_it(course, make_submission):
+    report = grade(course, "regularization", make_submission("regularization", "early_stopping"), profile="smoke", seed=1)
+    env = report.environment
+    assert env["validation_size"] == 400 and env["train_size"] == 1600
+    assert env["epochs_run"] < env["epochs"] == 40
+    assert "early stopping ended it after" in by_name(report)["gap"].message
+
+
+def test_options_must_be_plain_valid_data(course, make_submission):
+    checks = by_name(grade(course, "regularization", make_submission("regularization", "callback_object"),
+                           profile="smoke", only=["gap"]))
+    assert "not plain data" in checks["gap"].message and "return their settings" in checks["gap"].message
+    checks = by_name(grade(course, "regularization", make_submission("regularization", "bad_options"),
+                           profile="smoke", only=["accuracy"]))
+    assert "needs held-out images: set validation_split" in checks["accuracy"].message
+
+
+def test_a_smaller_network_is_not_the_baseline_regularized(course, make_submission):
+    checks = by_name(grade(course, "regularization", make_submission("regularization", "shrunk"), profile="smoke",
+                           only=["keeps_baseline"]))
+    assert checks["keeps_baseline"].message.startswith("Layer 2 (Dense 'dense'): expected units=512, as in the baseline.")
+
+
+def _mlp(*middle):
+    import keras
+    from keras import layers
+
+    return keras.Sequential([keras.Input((28, 28, 1)), *middle])
+
+
+def test_keeps_layers_accepts_every_regularizer_and_names_what_was_added():
+    from keras import layers, regularizers
+
+    model = _mlp(layers.RandomTranslation(0.1, 0.1), layers.RandomFlip("horizontal"), layers.Flatten(),
+                 layers.Dense(512, kernel_regularizer=regularizers.l2(1e-4)), layers.BatchNormalization(),
+                 layers.Activation("relu"), layers.GaussianNoise(0.1), layers.Dense(512, activation="relu"),
+                 layers.Dropout(0.5), layers.Dense(10, activation="softmax"))
+    message = check_keeps_layers(model, BASELINE)
+    for added in ("BatchNormalization", "Dropout", "GaussianNoise", "RandomFlip", "RandomTranslation",
+                  "weight penalties on 1 layer(s)"):
+        assert added in message
+
+
+def test_keeps_layers_refuses_new_layers_with_weights_and_missing_ones():
+    from keras import layers
+
+    with pytest.raises(CheckFailed, match=r"Layer 1 \(Conv2D 'conv2d'\): expected only regularization layers"):
+        check_keeps_layers(_mlp(layers.Conv2D(8, 3), layers.Flatten(), layers.Dense(512), layers.Dense(512),
+                                layers.Dense(10)), BASELINE)
+    with pytest.raises(CheckFailed, match=r"Dense\(units=10\) is missing"):
+        check_keeps_layers(_mlp(layers.Flatten(), layers.Dense(512), layers.Dense(512)), BASELINE)
+    with pytest.raises(CheckFailed, match="expected only the baseline's 3 Dense layers. Received: 4"):
+        check_keeps_layers(_mlp(layers.Flatten(), layers.Dense(512), layers.Dense(512), layers.Dense(10),
+                                layers.Dense(10)), BASELINE)
+
+
+def test_gap_check_reads_the_graders_numbers():
+    def trained(train, test):
+        return Training(test_accuracy=test, train_accuracy=train, train_size=2000, epochs=40, seconds=1.0,
+                        compiled_by="course", final_loss=0.1, epochs_run=40)
+
+    assert check_gap(trained(0.90, 0.82), 0.11).startswith("gap 0.0800 <= 0.110")
+    with pytest.raises(CheckFailed, match="Received: 0.1500"):
+        check_gap(trained(0.97, 0.82), 0.11)
+    with pytest.raises(CheckFailed, match="No gap threshold"):
+        check_gap(trained(0.9, 0.8), None)
+
+
+def test_parse_options():
+    assert parse_options(None) == FitOptions() == parse_options({})
+    options = parse_options({"validation_split": 0.25, "early_stopping": {"monitor": "val_accuracy", "patience": 5}})
+    assert options.early_stopping.restore_best_weights is True and options.validation_split == 0.25
+    with pytest.raises(StudentCodeError, match=r"validation_split: Input should be less than or equal to 0.5 \(received 0.9\)"):
+        parse_options({"validation_split": 0.9})
+    with pytest.raises(StudentCodeError, match=r"epochs: Extra inputs are not permitted"):
+        parse_options({"epochs": 500})  # the budget is the grader's, never the notebook's
+    assert parse_options({"early_stopping": {"monitor": "loss"}}).validation_split == 0.0
