@@ -85,7 +85,8 @@ def test_load_base_rebuilds_native_keras_layers_from_the_saved_model(handle):
     manifest = json.loads((REPO / "solutions/transfer/pretrained_base" / MANIFEST).read_text())
     assert weights_digest(base) == manifest["weights_sha256"]  # every variable found by name and copied
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype="float32")
-    served = hub.load(handle).serve(x)  # the SavedModel's own function, through tensorflow_hub
+    saved = hub.load(handle)  # kept referenced: its functions need its variables alive
+    served = saved.serve(x)  # the SavedModel's own function, through tensorflow_hub
     np.testing.assert_allclose(keras.ops.convert_to_numpy(base(x)), served.numpy(), rtol=1e-5, atol=1e-5)
 
 
@@ -137,17 +138,15 @@ def test_a_saved_model_without_keras_config_is_wrapped_frozen(tmp_path):
     assert [type(layer).__name__ for layer in base.layers] == ["TFSMLayer"] and not base.trainable_weights
 
 
-def test_target_and_source_classes_must_be_disjoint(edited_course):
+@pytest.mark.parametrize("classes, message", [
+    ([0, 1, 2, 4, 6], r"disjoint .*Received: both have \[0\]"),
+    ([1, 2, 12], r"transfer.classes: expected distinct Fashion-MNIST labels 0-9. Received: \[1, 2, 12\]"),
+])
+def test_target_classes_are_checked_against_the_source_task(edited_course, classes, message):
     from deepgrade.config import load_course
 
-    def overlap(data):
-        data["exercises"]["transfer"]["transfer"]["classes"] = [0, 1, 2, 4, 6]
+    def edit(data):
+        data["exercises"]["transfer"]["transfer"]["classes"] = classes
 
-    with pytest.raises(ConfigError, match=r"disjoint .*Received: both have \[0\]"):
-        load_course(edited_course(overlap))
-
-    def bad_label(data):
-        data["exercises"]["transfer"]["transfer"]["classes"] = [1, 2, 12]
-
-    with pytest.raises(ConfigError, match=r"transfer.classes: expected distinct Fashion-MNIST labels 0-9"):
-        load_course(edited_course(bad_label))
+    with pytest.raises(ConfigError, match=message):
+        load_course(edited_course(edit))
