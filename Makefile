@@ -43,7 +43,7 @@ demo: setup
 	$(BIN)/deepgrade demo
 
 test: setup $(CHROMIUM)
-	$(BIN)/python -m pytest tests -p no:cacheprovider -q
+	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto
 
 clean:
 	rm -rf $(VENV) build

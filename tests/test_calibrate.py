@@ -1,6 +1,6 @@
 """`deepgrade calibrate`: reference and baselines through the trusted grader, thresholds proposed with a margin."""
 
-from deepgrade.calibrate import Runs, propose
+from deepgrade.calibrate import Runs, propose, write_section
 from deepgrade.cli import main
 
 
@@ -31,8 +31,17 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     text = docs.read_text()
     assert "Hand-written notes stay." in text and text.count("<!-- calibrate mlp:smoke -->") == 1
     assert "seeds 0, 1; 2,000 training images, 1 epochs" in text
-    assert main(["calibrate", "mlp", "--seeds", "1", "--profile", "smoke", "--course", str(root)]) == 0
-    assert docs.read_text().count("<!-- calibrate mlp:smoke -->") == 1  # replaced, not appended
+    write_section(docs, _one_seed_result())
+    again = docs.read_text()
+    assert again.count("<!-- calibrate mlp:smoke -->") == 1 and "seeds 0; " in again  # replaced, not appended
+    assert "Hand-written notes stay." in again
+
+
+def _one_seed_result() -> dict:
+    """A minimal calibrate() result for the same exercise and profile (to rewrite its section)."""
+    return {"exercise": "mlp", "profile": "smoke", "seeds": [0], "runs": [Runs("reference solution", {"test_accuracy": [0.8]})],
+            "thresholds": {"accuracy": (0.785, "test")}, "current": {"accuracy": 0.8},
+            "environment": {"train_size": 2000, "epochs": 1, "device": "cpu"}}
 
 
 def test_propose_a_maximum_gap_mirrors_the_rule():

@@ -44,11 +44,12 @@ def test_base_must_be_frozen_for_extraction_and_unfrozen_for_fine_tuning(course,
 
 def test_a_model_without_the_base_is_told_so_and_trained_as_it_is(course, make_submission):
     checks = by_name(grade(course, "transfer", make_submission("transfer", "scratch"), profile="smoke", seed=1,
-                           only=["base_used", "accuracy"]))
+                           only=["base_used", "accuracy", "gain"]))
     assert checks["base_used"].message.startswith("Expected the pretrained base as one layer of the model, named "
                                                   "'pretrained_base'")
     assert "Received: Conv2D('conv2d'), MaxPooling2D" in checks["base_used"].message
     assert "trained by the grader on 500 images" in checks["accuracy"].message  # measured honestly either way
+    assert checks["gain"].message == checks["base_used"].message  # no base, no gain to measure
 
 
 def test_functional_use_of_the_base_and_a_wrong_head(course, make_submission):

@@ -103,7 +103,7 @@ def _options(shell, name: str, out: str) -> dict:
         value = fn()
     except BaseException as exc:  # noqa: BLE001
         ename, evalue = _error(exc)
-        return {"ename": ename, "message": f"{name}() raised {ename}: {evalue}."}
+        return {"ename": ename, "message": f"{name}() raised {f'{ename}: {evalue}' if evalue else ename}."}
     if value is not None and not isinstance(value, dict):
         return {"message": f"{name}() returned a {type(value).__name__}; expected a dict of options "
                            "(plain numbers, strings and booleans) or None."}

@@ -28,6 +28,7 @@ from .errors import GraderError, StudentCodeError
 NOTEBOOK_NAME = "submission.ipynb"
 MODELS_DIR = "models"
 RESULT_NAME = "result.json"
+MAX_OPTIONS_BYTES = 65536  # training options are a few settings, never data
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,14 @@ def build_model(notebook: Path, entry: str | list[str], out: Path, limits: Limit
         given, options_error = None, None
         told = result.get("options") if isinstance(result.get("options"), dict) else {}
         if options and told.get("ok"):
+            options_file = work / MODELS_DIR / f"{options}.json"
             try:
-                given = json.loads((work / MODELS_DIR / f"{options}.json").read_text())
+                if options_file.stat().st_size > MAX_OPTIONS_BYTES:
+                    raise ValueError("too large")
+                given = json.loads(options_file.read_text())
             except (OSError, ValueError):
-                options_error = f"{options}() returned options that could not be read back as JSON."
+                options_error = (f"{options}() returned options that could not be read back as a small JSON "
+                                 f"object (at most {MAX_OPTIONS_BYTES:,} bytes expected).")
         elif options and "message" in told:
             options_error = str(told["message"])
         elif options and not told.get("absent"):

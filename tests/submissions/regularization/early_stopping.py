@@ -1,4 +1,4 @@
-# expect: every check passes: the unchanged baseline, stopped early on a held-out fifth of the images
+# expect: keeps_baseline passes; the grader holds out 400 images and stops early (a sample of early stopping alone: its gap is close to the threshold)
 def build_model():
     return build_baseline()
 
