@@ -121,6 +121,15 @@ def _matches(expected: Any, received: Any) -> bool:
     return expected == received
 
 
+def _difference(want: Layer, got: Observed) -> tuple[str, Any, Any] | None:
+    """The first attribute of ``want`` that ``got`` does not match: (key, expected, received), or None."""
+    for key, value in want.attrs.items():
+        have = _activation_name(got.config) if key == "activation" else got.config.get(key)
+        if not _matches(value, have):
+            return key, value, have
+    return None
+
+
 def check_architecture(model, expected: Sequence[Layer]) -> str:
     """Raise :class:`CheckFailed` naming the first layer that differs; return a success message."""
     observed = observe(model)
@@ -134,10 +143,10 @@ def check_architecture(model, expected: Sequence[Layer]) -> str:
         got = observed[i]
         if got.kind != want.kind:
             raise CheckFailed(f"{got.label()}: expected {want}. Received: {got.kind}.")
-        for key, value in want.attrs.items():
-            have = _activation_name(got.config) if key == "activation" else got.config.get(key)
-            if not _matches(value, have):
-                raise CheckFailed(f"{got.label()}: expected {key}={value!r}. Received: {key}={have!r}.")
+        differs = _difference(want, got)
+        if differs:
+            key, value, have = differs
+            raise CheckFailed(f"{got.label()}: expected {key}={value!r}. Received: {key}={have!r}.")
     if len(observed) > len(expected):
         extra = observed[len(expected)]
         raise CheckFailed(
@@ -246,11 +255,11 @@ def check_keeps_layers(model, kept: Sequence[Layer], allowed: frozenset[str] = R
             raise CheckFailed(f"Expected the baseline's layers {', '.join(map(str, kept))}. Received: only {len(core)} "
                               f"of them; {want} is missing. Regularize the baseline's layers rather than removing them.")
         got = core[i]
-        for key, value in want.attrs.items():
-            have = _activation_name(got.config) if key == "activation" else got.config.get(key)
-            if not _matches(value, have):
-                raise CheckFailed(f"{got.label()}: expected {key}={value!r}, as in the baseline. Received: {key}={have!r}. "
-                                  "Keep the baseline's layer sizes; regularize them instead.")
+        differs = _difference(want, got)
+        if differs:
+            key, value, have = differs
+            raise CheckFailed(f"{got.label()}: expected {key}={value!r}, as in the baseline. Received: {key}={have!r}. "
+                              "Keep the baseline's layer sizes; regularize them instead.")
     if len(core) > len(kept):
         extra = core[len(kept)]
         raise CheckFailed(f"{extra.label()}: expected only the baseline's {len(kept)} {'/'.join(sorted(kinds))} layers. "
