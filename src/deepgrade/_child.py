@@ -39,16 +39,6 @@ def _error(exc: BaseException) -> tuple[str, str]:
     return type(exc).__name__, (text[0] if text else "")
 
 
-def _wants_base(fn) -> bool:
-    import inspect
-
-    try:
-        return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                   for p in inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        return False
-
-
 def _call(shell, entry: str, model_out: str) -> dict:
     """Call one entry function and save its model; the outcome for that entry."""
     import os
@@ -57,13 +47,13 @@ def _call(shell, entry: str, model_out: str) -> dict:
     if not callable(fn):
         return {"message": f"The notebook does not define a function `{entry}()`. "
                            f"Keep the `def {entry}():` line of the exercise and fill in its body."}
+    from deepgrade.transfer import load_base, takes_base
+
     try:
-        if _wants_base(fn):
+        if takes_base(fn):
             if not os.environ.get("DEEPGRADE_BASE"):
                 return {"message": f"{entry}() takes an argument, but this exercise provides no pretrained base: "
                                    f"expected `def {entry}():` with no parameters."}
-            from deepgrade.transfer import load_base
-
             model = fn(load_base())
         else:
             model = fn()

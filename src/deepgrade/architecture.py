@@ -221,10 +221,16 @@ def check_output_shapes(model, expected: Sequence[Layer], input_shape: tuple[int
     return "output shapes as expected: " + " -> ".join("x".join(str(d) for d in s[1:]) for s in want) + "."
 
 
+def require_threshold(threshold: float | None, name: str) -> float:
+    """The profile's threshold for check ``name``; a course without one is told so (never a silent pass)."""
+    if threshold is None:
+        raise CheckFailed(f"No {name} threshold is set for this profile in course.yml; tell your instructor.")
+    return threshold
+
+
 def check_accuracy(training, threshold: float | None) -> str:
     """Test accuracy, measured by the grader after it trained the model, against the profile's threshold."""
-    if threshold is None:
-        raise CheckFailed("No accuracy threshold is set for this profile in course.yml; tell your instructor.")
+    threshold = require_threshold(threshold, "accuracy")
     got = training.test_accuracy
     budget = training.budget()
     if got < threshold:
@@ -277,8 +283,7 @@ def check_keeps_layers(model, kept: Sequence[Layer], allowed: frozenset[str] = R
 
 def check_gap(training, threshold: float | None) -> str:
     """Train-minus-test accuracy, both measured by the grader, against the profile's maximum."""
-    if threshold is None:
-        raise CheckFailed("No gap threshold is set for this profile in course.yml; tell your instructor.")
+    threshold = require_threshold(threshold, "gap")
     said = (f"train accuracy {training.train_accuracy:.4f}, test accuracy {training.test_accuracy:.4f}, "
             f"{training.budget()}")
     if training.gap > threshold:

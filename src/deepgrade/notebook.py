@@ -22,17 +22,15 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     ``build_fn`` that takes an argument gets the course's pretrained base (transfer); ``options`` is the
     notebook's training-options function (early stopping), sent to the grader as data.
     """
-    import inspect
     import json
 
     from .config import load_course
     from .grading import grade
 
-    course = load_course()
-    takes_base = bool(inspect.signature(build_fn).parameters)
-    if takes_base:
-        from .transfer import load_base
+    from .transfer import load_base, takes_base
 
+    course = load_course()
+    if takes_base(build_fn):
         model = build_fn(load_base())
     else:
         model = build_fn()

@@ -17,7 +17,7 @@ Fixtures, all computed in this (trusted) process:
   task         what the grader trains and tests on (all ten classes, or the transfer task's)
   fit_options  the notebook's training options (early stopping), validated; none by default
   base         transfer: the course's pretrained base, loaded here from course.yml's handle
-  train        train(model, prepare=None): a fresh copy of a model trained and evaluated on the test set
+  train        train(model, prepare=None, options=None): a fresh copy of a model trained and evaluated on the test set
   training     train(model), session-cached; metrics recorded in the grade
   passed       call with the message to show when the check passes
 """
@@ -251,8 +251,8 @@ def base(grading: GradingSession):
 
 
 @pytest.fixture(scope="session")
-def train(grading: GradingSession, task, request: pytest.FixtureRequest):
-    """``train(model, prepare=None)``: a fresh copy trained under the session's profile, seed and task."""
+def train(grading: GradingSession, task):
+    """``train(model, prepare=None, options=None)``: a fresh copy trained under the session's profile, seed and task."""
     from .trusted import check_io, train_and_evaluate
 
     def run(model, prepare=None, options=None):

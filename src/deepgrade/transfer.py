@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .architecture import CheckFailed, require_threshold
 from .errors import ConfigError, StudentCodeError
 
 KERAS_CONFIG = "assets/deepgrade_base.json"  # the base's Keras config, inside the SavedModel folder
@@ -70,6 +71,17 @@ def _course_handle() -> str:
         if ex.transfer is not None:
             return course.base_handle(name)
     raise ConfigError(f"{course.path}: no exercise has a `transfer:` section, so there is no pretrained base.")
+
+
+def takes_base(fn) -> bool:
+    """Whether an entry function expects the pretrained base: it has a required positional parameter."""
+    import inspect
+
+    try:
+        return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                   for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
 
 
 def is_course_base(path: Path) -> bool:
@@ -261,8 +273,6 @@ def check_base_used(model, base) -> str:
 
 
 def check_base_frozen(model, base) -> str:
-    from .architecture import CheckFailed
-
     inner = find_base(model, base)
     trainable = [w.path for w in inner.weights if w.trainable]
     if inner.trainable and trainable:
@@ -274,8 +284,6 @@ def check_base_frozen(model, base) -> str:
 
 
 def check_head_new(model, base, num_classes: int) -> str:
-    from .architecture import CheckFailed
-
     head = head_layers(model, base)
     trainable = [layer for layer in head if layer.trainable_weights]
     if not trainable:
@@ -293,10 +301,7 @@ def check_head_new(model, base, num_classes: int) -> str:
 
 def check_gain(transfer, scratch, threshold: float | None) -> str:
     """The pretrained features must add accuracy over the same head trained on the raw pixels."""
-    from .architecture import CheckFailed
-
-    if threshold is None:
-        raise CheckFailed("No gain threshold is set for this profile in course.yml; tell your instructor.")
+    threshold = require_threshold(threshold, "gain")
     gain = transfer.test_accuracy - scratch.test_accuracy
     said = (f"test accuracy with the pretrained base {transfer.test_accuracy:.4f}, the same head alone on the "
             f"pixels, from scratch, {scratch.test_accuracy:.4f}; both {scratch.budget()}")
@@ -308,8 +313,6 @@ def check_gain(transfer, scratch, threshold: float | None) -> str:
 
 
 def check_fine_tuning(model, base, training, threshold: float | None) -> str:
-    from .architecture import CheckFailed
-
     inner = find_base(model, base)
     if not [w for w in inner.weights if w.trainable]:
         raise CheckFailed("build_finetune_model(base): expected the base unfrozen (base.trainable = True) so that "
@@ -319,8 +322,7 @@ def check_fine_tuning(model, base, training, threshold: float | None) -> str:
     if change == 0.0:
         raise CheckFailed("build_finetune_model(base): expected training to change the base's weights. Received: "
                           "no change. Unfreeze the base and compile the model with a trainable optimizer.")
-    if threshold is None:
-        raise CheckFailed("No fine_tuning threshold is set for this profile in course.yml; tell your instructor.")
+    threshold = require_threshold(threshold, "fine_tuning")
     if training.test_accuracy < threshold:
         raise CheckFailed(
             f"Fine-tuning collapsed: expected test accuracy of at least {threshold:.3f}. Received: "
