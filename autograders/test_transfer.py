@@ -2,7 +2,9 @@
 
 build_model(base): the course's pretrained base is used and frozen, the head is new, the test accuracy on
 the target task reaches the threshold, and it beats the same head trained alone on the raw pixels (gain).
-build_finetune_model(base): the base's weights change in training and accuracy does not collapse.
+build_finetune_model(base): the base's weights change in training and accuracy does not collapse. Trained
+as the Keras guide fine-tunes: the new head first with the base frozen, then the whole model with the
+student's compile settings (course.yml transfer.finetune_warmup).
 
 The base's pretrained weights are restored by the grader from course.yml's handle (fixture `base`), never
 taken from the student's file. Run through `deepgrade check transfer NOTEBOOK`, or directly:
@@ -13,7 +15,7 @@ import pytest
 
 from deepgrade.architecture import check_accuracy
 from deepgrade.transfer import (check_base_frozen, check_base_used, check_fine_tuning, check_gain, check_head_new,
-                                head_alone, restore)
+                                head_alone, head_first, restore)
 
 FINETUNE = "build_finetune_model"
 
@@ -27,8 +29,9 @@ def head_alone_training(model, base, train, grading):
 
 
 @pytest.fixture(scope="session")
-def finetune_training(models, base, train, grading):
-    result = train(models(FINETUNE), restore(base))
+def finetune_training(models, base, train, grading, profile):
+    """Head first with the base frozen (course defaults), then the student's model as built and compiled."""
+    result = train(models(FINETUNE), restore(base), warmup=head_first(base, grading.exercise.transfer, profile))
     grading.record(finetune_accuracy=result.test_accuracy)
     return result
 

@@ -8,6 +8,12 @@ from nbclient.exceptions import CellExecutionError
 from conftest import REPO
 
 
+@pytest.fixture(autouse=True)
+def fixed_seed(monkeypatch):
+    """The kernels inherit $DEEPGRADE_SEED: their check cells train under seed 1, like the other tests."""
+    monkeypatch.setenv("DEEPGRADE_SEED", "1")
+
+
 def run(nb, folder):
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
 
@@ -77,3 +83,17 @@ def test_transfer_cells_give_the_base_to_both_functions():
     out = _verdicts(nb)
     for name in ("base_used", "fine_tuning"):
         assert out[name].startswith(f"PASS {name}"), out
+    assert out["fine_tuning"].rstrip().endswith("[seed 1]")  # the seed is shown, so a run can be reproduced
+
+
+def test_a_seed_that_is_not_a_number_is_refused(monkeypatch):
+    from deepgrade.errors import ConfigError
+    from deepgrade.notebook import seed_from_environment
+
+    monkeypatch.setenv("DEEPGRADE_SEED", "seven")
+    with pytest.raises(ConfigError, match=r"DEEPGRADE_SEED: expected a whole number >= 0 .* Received: 'seven'"):
+        seed_from_environment()
+    monkeypatch.setenv("DEEPGRADE_SEED", " 7 ")
+    assert seed_from_environment() == 7
+    monkeypatch.delenv("DEEPGRADE_SEED")
+    assert seed_from_environment() is None

@@ -27,6 +27,42 @@ def test_solution_passes_every_check(course):
     metrics = report.environment["metrics"]
     assert metrics["gain"] == pytest.approx(metrics["test_accuracy"] - metrics["head_alone_accuracy"], abs=1e-5)
     assert report.environment["train_size"] == 500  # 100 images of each of the 5 target classes
+    assert ("20 epochs of the head with the base frozen, then 20 epochs of fine-tuning"
+            in by_name(report)["fine_tuning"].message)  # course.yml transfer.finetune_warmup: 0.5 of 40 epochs
+
+
+def test_fine_tuning_with_a_huge_learning_rate_collapses(course, make_submission):
+    """The calibration baseline too_fast: the base's weights change, but Adam(0.1) destroys its features."""
+    checks = by_name(grade(course, "transfer", make_submission("transfer", "too_fast"), profile="smoke", seed=1,
+                           only=["fine_tuning"]))
+    assert checks["fine_tuning"].message.startswith("Fine-tuning collapsed: expected test accuracy of at least")
+    assert "Adam(1e-4)" in checks["fine_tuning"].message  # says what to do
+
+
+def test_warm_up_freezes_the_base_then_gives_back_the_students_flags(course, handle):
+    """Head first with the base frozen; then the base trains as the student set it: a layer they froze stays put."""
+    import keras
+
+    from deepgrade.config import Profile
+    from deepgrade.transfer import find_base, restore
+    from deepgrade.trusted import Task, Warmup, train_and_evaluate
+
+    base = load_base(handle)
+    base.trainable = True
+    base.layers[0].trainable = False  # the student keeps the first convolution frozen
+    model = keras.Sequential([keras.Input((28, 28, 1)), base, keras.layers.Dense(5, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    exercise = course.exercise("transfer")
+    result = train_and_evaluate(model, Profile(epochs=3, batch_size=100), exercise.compile, 1, task=Task.of(exercise),
+                                prepare=restore(base), warmup=Warmup(2, lambda fresh: find_base(fresh, base)))
+    tuned = find_base(result.model, base)
+    assert [layer.trainable for layer in tuned.layers] == [False, True, True, True, True]
+    pretrained = load_base(handle)
+    np.testing.assert_array_equal(tuned.layers[0].get_weights()[0], pretrained.layers[0].get_weights()[0])
+    assert not np.array_equal(tuned.layers[2].get_weights()[0], pretrained.layers[2].get_weights()[0])
+    assert result.warmup_epochs == 2 and result.epochs_run == 3
+    assert "2 epochs of the head with the base frozen, then 1 epochs of fine-tuning" in result.budget()
+    assert result.compiled_by == "student" and float(result.model.optimizer.learning_rate) == pytest.approx(1e-3)
 
 
 def test_stub_fails_every_check_cleanly(course):

@@ -79,7 +79,7 @@ def validate(course: CourseOpt = None) -> None:
 @app.command()
 def calibrate(
     exercise: Annotated[str, typer.Argument(help="exercise id from course.yml")],
-    seeds: Annotated[int, typer.Option(min=1, help="how many seeds (0..N-1) to train each model under")] = 5,
+    seeds: Annotated[int, typer.Option(min=1, help="how many seeds (0..N-1) to train each model under")] = 10,
     profile: Annotated[Optional[str], typer.Option(help="smoke or full; default: from the device")] = None,
     write: Annotated[bool, typer.Option(help="write the result into docs/calibration.md")] = True,
     course: CourseOpt = None,

@@ -89,6 +89,9 @@ class Transfer(_Strict):
         "the feature extractor: a SavedModel folder relative to course.yml, or a TF Hub / Kaggle URL"))]
     classes: Annotated[list[int], Field(min_length=2, description="Fashion-MNIST labels of the target task")]
     images_per_class: Annotated[int, Field(gt=0, le=100)] = 100
+    finetune_warmup: Annotated[float, Field(ge=0, lt=1, description=(
+        "share of the profile's epochs that train the new head with the base frozen before the fine-tuning "
+        "model trains with its own settings (the Keras guide's recipe); 0 fine-tunes from a fresh head"))] = 0.5
     pretrain: Pretrain | None = None  # how the offline default base was built
 
 

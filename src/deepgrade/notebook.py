@@ -8,6 +8,7 @@ deepgrade's trusted grader fills in their results (see ``nbgrader_ext``).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,8 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     """Run one check of ``exercise`` on ``build_fn()``; print the verdict, raise CheckFailed when it fails.
 
     ``build_fn`` that takes an argument gets the course's pretrained base (transfer); ``options`` is the
-    notebook's training-options function (early stopping), sent to the grader as data.
+    notebook's training-options function (early stopping), sent to the grader as data. Without ``seed``
+    the grader draws a fresh one, unless ``$DEEPGRADE_SEED`` fixes it (to reproduce a run, or in tests).
     """
     import json
 
@@ -30,6 +32,8 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     from .transfer import load_base, takes_base
 
     course = load_course()
+    if seed is None:
+        seed = seed_from_environment()
     if takes_base(build_fn):
         model = build_fn(load_base())
     else:
@@ -48,6 +52,20 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     result = next((c for c in report.checks if c.name == name), None)
     if result is None:
         raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")
+    drawn = f" [seed {report.environment['seed']}]" if "seed" in report.environment else ""
     if not result.passed:
-        raise CheckFailed(f"{name}: {result.message}")
-    print(f"PASS {name} ({result.points:g} / {result.max_points:g}): {result.message}")
+        raise CheckFailed(f"{name}: {result.message}{drawn}")
+    print(f"PASS {name} ({result.points:g} / {result.max_points:g}): {result.message}{drawn}")
+
+
+def seed_from_environment() -> int | None:
+    """``$DEEPGRADE_SEED`` as a seed, or None when unset; anything but a whole number >= 0 is a clear error."""
+    from .errors import ConfigError
+
+    text = os.environ.get("DEEPGRADE_SEED", "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ConfigError(f"DEEPGRADE_SEED: expected a whole number >= 0 (the training seed). Received: {text!r}. "
+                          "Set it to e.g. 7, or unset it to let the grader draw a seed.")
+    return int(text)

@@ -252,13 +252,14 @@ def base(grading: GradingSession):
 
 @pytest.fixture(scope="session")
 def train(grading: GradingSession, task):
-    """``train(model, prepare=None, options=None)``: a fresh copy trained under the session's profile, seed and task."""
+    """``train(model, prepare=None, options=None, warmup=None)``: a fresh copy trained under the session's
+    profile, seed and task (see ``trusted.train_and_evaluate``)."""
     from .trusted import check_io, train_and_evaluate
 
-    def run(model, prepare=None, options=None):
+    def run(model, prepare=None, options=None, warmup=None):
         check_io(model, task.num_classes)
         return train_and_evaluate(model, grading.profile, grading.exercise.compile, grading.seed, task=task,
-                                  options=options, prepare=prepare)
+                                  options=options, prepare=prepare, warmup=warmup)
 
     return run
 

@@ -27,6 +27,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from .errors import ConfigError, StudentCodeError
 KERAS_CONFIG = "assets/deepgrade_base.json"  # the base's Keras config, inside the SavedModel folder
 MANIFEST = "assets/deepgrade_pretrain.json"  # how it was built: seed, classes, budget, versions, weights digest
 BASE_NAME = "pretrained_base"
+
+if TYPE_CHECKING:
+    from .trusted import Warmup
 
 
 LOCAL_COPY = "pretrained_base"  # released beside the exercise notebook by nbgrader
@@ -234,6 +238,13 @@ def restore(base):
         find_base(fresh, base).set_weights(base.get_weights())
 
     return prepare
+
+
+def head_first(base, spec, profile) -> Warmup:
+    """The fine-tuning run's warm-up: ``spec.finetune_warmup`` of the profile's epochs with the base frozen."""
+    from .trusted import Warmup
+
+    return Warmup(round(profile.epochs * spec.finetune_warmup), lambda fresh: find_base(fresh, base))
 
 
 def head_alone(model, base):

@@ -139,6 +139,7 @@ class Training:
     final_loss: float
     epochs_run: int = 0  # fewer than epochs when early stopping stopped it
     validation_size: int = 0
+    warmup_epochs: int = 0  # of ``epochs``, those that trained the head with the base frozen
     model: Any = field(default=None, repr=False, compare=False)  # the trained copy
 
     @property
@@ -148,7 +149,27 @@ class Training:
     def budget(self) -> str:
         held = f", {self.validation_size:,} more held out for validation" if self.validation_size else ""
         stopped = f" (early stopping ended it after {self.epochs_run})" if self.epochs_run and self.epochs_run < self.epochs else ""
+        if self.warmup_epochs:
+            return (f"trained by the grader on {self.train_size:,} images{held}: {self.warmup_epochs} epochs of the "
+                    f"head with the base frozen, then {self.epochs - self.warmup_epochs} epochs of fine-tuning with "
+                    f"the model's own settings{stopped}")
         return f"trained by the grader on {self.train_size:,} images{held} for {self.epochs} epochs{stopped}"
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """Fine-tuning as the Keras guide teaches it: train the new head first, with ``frozen(model)`` frozen.
+
+    The warm-up compiles with the course defaults; then every layer gets back the trainable flag the
+    student set and the model is compiled again with the student's settings (a low learning rate).
+    """
+
+    epochs: int
+    frozen: Callable[[Any], Any]  # the fresh copy -> the layer to freeze during the warm-up (the base)
+
+
+def _with_sublayers(layer) -> list:
+    return [layer, *(inner for sub in getattr(layer, "layers", []) for inner in _with_sublayers(sub))]
 
 
 def _fresh_copy(model, defaults: Compile, prepare=None):
@@ -161,15 +182,26 @@ def _fresh_copy(model, defaults: Compile, prepare=None):
     fresh = keras.models.clone_model(model)
     if prepare is not None:
         prepare(fresh)
+    return fresh, _compile_like(fresh, model, defaults)
+
+
+def _compile_like(fresh, model, defaults: Compile) -> str:
+    """Compile ``fresh`` with ``model``'s compile settings, or the course defaults; say whose they were."""
     compile_config = model.get_compile_config() if getattr(model, "compiled", False) else None
     if compile_config:
         fresh.compile_from_config(compile_config)
-        return fresh, "student"
+        return "student"
+    _compile_defaults(fresh, defaults)
+    return "course"
+
+
+def _compile_defaults(model, defaults: Compile) -> None:
+    import keras
+
     optimizer = keras.optimizers.get(defaults.optimizer)
     if defaults.learning_rate is not None:
         optimizer.learning_rate = defaults.learning_rate
-    fresh.compile(optimizer=optimizer, loss=defaults.loss, metrics=list(defaults.metrics))
-    return fresh, "course"
+    model.compile(optimizer=optimizer, loss=defaults.loss, metrics=list(defaults.metrics))
 
 
 def parse_options(raw: dict | None, entry: str = "fit_options") -> FitOptions:
@@ -234,8 +266,11 @@ def training_data(profile: Profile, seed: int, task: Task = Task()):
 
 
 def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *, task: Task = Task(),
-                       options: FitOptions | None = None, prepare=None) -> Training:
-    """Train a fresh copy of ``model`` under ``profile`` with ``seed``; measure accuracy on the test set."""
+                       options: FitOptions | None = None, prepare=None, warmup: Warmup | None = None) -> Training:
+    """Train a fresh copy of ``model`` under ``profile`` with ``seed``; measure accuracy on the test set.
+
+    With ``warmup``, its first epochs of the profile's train the head with the base frozen (see Warmup).
+    """
     import keras
 
     seed_everything(seed)
@@ -250,14 +285,23 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
     callbacks = [keras.callbacks.EarlyStopping(**options.early_stopping.model_dump())] if options.early_stopping else []
 
     fresh, compiled_by = _fresh_copy(model, defaults, prepare)
-    one_hot = _wants_one_hot(fresh)
 
-    def targets(labels):
-        return np.eye(task.num_classes, dtype="float32")[labels] if one_hot else labels
+    def targets(labels):  # as the loss the model is compiled with now expects them
+        return np.eye(task.num_classes, dtype="float32")[labels] if _wants_one_hot(fresh) else labels
 
+    warm = min(warmup.epochs, profile.epochs - 1) if warmup is not None else 0
     start = time.monotonic()
     try:
-        history = fresh.fit(x, targets(y), epochs=profile.epochs, batch_size=profile.batch_size, shuffle=True,
+        if warm > 0:
+            frozen = warmup.frozen(fresh)
+            flags = [(layer, layer.trainable) for layer in _with_sublayers(frozen)]
+            frozen.trainable = False
+            _compile_defaults(fresh, defaults)
+            fresh.fit(x, targets(y), epochs=warm, batch_size=profile.batch_size, shuffle=True, verbose=0)
+            for layer, flag in flags:  # outermost first: setting it re-sets its sublayers, restored after it
+                layer.trainable = flag
+            _compile_like(fresh, model, defaults)
+        history = fresh.fit(x, targets(y), epochs=profile.epochs - warm, batch_size=profile.batch_size, shuffle=True,
                             verbose=0, callbacks=callbacks,
                             validation_data=(x_val, targets(y_val)) if x_val is not None else None)
     except Exception as exc:  # noqa: BLE001 - a student's compile settings can make fit fail
@@ -281,7 +325,8 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         seconds=seconds,
         compiled_by=compiled_by,
         final_loss=float(losses[-1]),
-        epochs_run=len(losses),
+        epochs_run=warm + len(losses),
         validation_size=0 if x_val is None else len(x_val),
+        warmup_epochs=warm,
         model=fresh,
     )
