@@ -28,7 +28,9 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     docs.parent.mkdir()
     docs.write_text("# Calibration\n\nHand-written notes stay.\n")
     assert main(["calibrate", "mlp", "--seeds", "2", "--profile", "smoke", "--course", str(root)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "reference solution, seed 1 (2/2, " in captured.err and "baseline: logistic, seed 0 (1/2, " in captured.err
     assert "| reference solution | test_accuracy |" in out and "| baseline: logistic | test_accuracy |" in out
     assert "Proposed `accuracy` threshold:" in out and "course.yml has 0.8" in out
     text = docs.read_text()

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 from .config import LoadedCourse
 from .errors import ConfigError
@@ -38,10 +39,11 @@ class Runs:
         return min(v), statistics.fmean(v), max(v), _spread(v)
 
 
-def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, seeds: list[int]) -> tuple[dict, dict]:
+def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, seeds: list[int],
+             progress: Callable[[str], None], name: str) -> tuple[dict, dict]:
     values: dict[str, list[float]] = {}
     environment: dict = {}
-    for seed in seeds:
+    for n, seed in enumerate(seeds, start=1):
         report = grade(course, exercise, notebook, profile=profile, seed=seed, only=list(METRIC_CHECK.values()))
         metrics = report.environment.get("metrics")
         if not metrics:
@@ -50,6 +52,8 @@ def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, 
         for key, value in metrics.items():
             values.setdefault(key, []).append(value)
         environment = report.environment
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        progress(f"{name}, seed {seed} ({n}/{len(seeds)}, {report.environment.get('grade_seconds', '?')} s): {shown}")
     return values, environment
 
 
@@ -105,17 +109,20 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
     return sign * threshold + 0.0, why
 
 
-def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str) -> dict:
+def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
+              progress: Callable[[str], None] = lambda line: None) -> dict:
+    """Train the reference and every baseline under seeds 0..seeds-1; ``progress`` hears of each run."""
     ex = course.exercise(exercise)
     course.profile(exercise, profile)
     seed_list = list(range(seeds))
     runs = []
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
-        values, environment = _measure(course, exercise, course.source_notebook(exercise), profile, seed_list)
+        values, environment = _measure(course, exercise, course.source_notebook(exercise), profile, seed_list,
+                                       progress, "reference solution")
         runs.append(Runs("reference solution", values))
         for name, spec in ex.baselines.items():
             nb = write_submission(course.release_notebook(exercise), course.root / spec.answer, Path(tmp) / f"{name}.ipynb")
-            values, _ = _measure(course, exercise, nb, profile, seed_list)
+            values, _ = _measure(course, exercise, nb, profile, seed_list, progress, f"baseline: {name}")
             runs.append(Runs(f"baseline: {name}", values, tuple(spec.fails)))
     thresholds = {}
     for metric, check in METRIC_CHECK.items():

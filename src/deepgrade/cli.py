@@ -89,7 +89,8 @@ def calibrate(
     from .environment import default_profile
 
     loaded = _course(course)
-    result = cal.calibrate(loaded, exercise, seeds, profile or default_profile())
+    result = cal.calibrate(loaded, exercise, seeds, profile or default_profile(),
+                           progress=lambda line: err.print(line, markup=False, highlight=False))
     print(cal.markdown(result))
     if write:
         cal.write_section(loaded.root / "docs" / "calibration.md", result)
