@@ -269,7 +269,7 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
                        options: FitOptions | None = None, prepare=None, warmup: Warmup | None = None) -> Training:
     """Train a fresh copy of ``model`` under ``profile`` with ``seed``; measure accuracy on the test set.
 
-    With ``warmup``, its first epochs of the profile's train the head with the base frozen (see Warmup).
+    With ``warmup``, the profile's first ``warmup.epochs`` epochs train the head with the base frozen (see Warmup).
     """
     import keras
 
@@ -290,10 +290,10 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         return np.eye(task.num_classes, dtype="float32")[labels] if _wants_one_hot(fresh) else labels
 
     warm = min(warmup.epochs, profile.epochs - 1) if warmup is not None else 0
+    frozen = warmup.frozen(fresh) if warm > 0 else None  # a missing base is the student's, said by find_base
     start = time.monotonic()
     try:
-        if warm > 0:
-            frozen = warmup.frozen(fresh)
+        if frozen is not None:
             flags = [(layer, layer.trainable) for layer in _with_sublayers(frozen)]
             frozen.trainable = False
             _compile_defaults(fresh, defaults)
