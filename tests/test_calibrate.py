@@ -17,6 +17,8 @@ def test_propose_leaves_room_for_unlucky_seeds():
     assert propose(ref, [collapsing])[0] == 0.796  # its best seed decides, not its (bimodal) spread
     why = propose(ref, [Runs("b", {"test_accuracy": [0.70, 0.80]}, fails=("accuracy",))])[1]
     assert why.startswith("cannot separate: the reference needs a threshold at or below 0.796") and "reaches 0.8000" in why
+    one, why = propose(Runs("ref", {"test_accuracy": [0.8158]}), [])
+    assert one == 0.80 and "no spread measured (one seed, or all equal)" in why
     wide = Runs("ref", {"test_accuracy": [0.7996, 0.8048, 0.8102, 0.8040, 0.8036, 0.8054, 0.8122, 0.8090, 0.7892, 0.7982]})
     assert propose(wide, [])[0] == 0.774  # 4.4 deviations below the mean: lower than 0.015 below the worst seed
 

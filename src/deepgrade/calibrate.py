@@ -84,8 +84,9 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
     ref = [sign * v for v in reference.values[metric]]
     worst, mean, sd = min(ref), statistics.fmean(ref), _spread(ref)
     threshold = _round_down(min(worst - MARGIN, mean - SPREAD * sd))
-    why = (f"{worst - threshold:.4f} {worse} the reference's worst seed, {(mean - threshold) / sd if sd else 0:.1f} "
-           f"standard deviations {worse} its mean")
+    spread = (f"{(mean - threshold) / sd:.1f} standard deviations {worse} its mean" if sd else
+              "no spread measured (one seed, or all equal): calibrate with more seeds")
+    why = f"{worst - threshold:.4f} {worse} the reference's worst seed, {spread}"
     must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails and metric in b.values]
     if must_fail:
         reach = max(max(sign * v for v in b.values[metric]) for b in must_fail)
