@@ -2,15 +2,13 @@
 
 from deepgrade.grading import grade
 
-from conftest import by_name
+from conftest import by_name, graded_solution
 
 CHECKS = ["recurrent", "parameters", "accuracy"]
 
 
 def test_solution_passes_every_check(course):
-    report = grade(course, "rnn", course.source_notebook("rnn"), profile="smoke", seed=1)
-    assert [c.name for c in report.checks] == CHECKS
-    assert all(c.passed for c in report.checks), report.checks
+    graded_solution(course, "rnn", CHECKS)
 
 
 def test_stub_fails_every_check_cleanly(course):
