@@ -5,8 +5,7 @@ Run through `deepgrade check cnn NOTEBOOK`, or directly:
     pytest autograders/test_cnn.py --deepgrade-notebook NOTEBOOK [--deepgrade-profile smoke]
 """
 
-from deepgrade.architecture import (Layer, check_accuracy, check_architecture, check_output_shapes,
-                                    check_parameters)
+from deepgrade.grader import Layer, check_accuracy, check_architecture, check_output_shapes, check_parameters
 
 EXPECTED = [
     Layer("Conv2D", filters=64, kernel_size=3, strides=1, padding="valid", activation="relu"),

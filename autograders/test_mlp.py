@@ -5,7 +5,7 @@ Run through `deepgrade check mlp NOTEBOOK`, or directly:
 Points and thresholds come from course.yml; the fixtures from the deepgrade plugin.
 """
 
-from deepgrade.architecture import Layer, check_accuracy, check_architecture, check_parameters
+from deepgrade.grader import Layer, check_accuracy, check_architecture, check_parameters
 
 EXPECTED = [
     Layer("Flatten"),

@@ -8,7 +8,7 @@ Early stopping comes as data from the notebook's fit_options() (fixture `fit_opt
 the callback itself.
 """
 
-from deepgrade.architecture import Layer, check_accuracy, check_gap, check_keeps_layers
+from deepgrade.grader import Layer, check_accuracy, check_gap, check_keeps_layers
 
 BASELINE = [
     Layer("Dense", units=512),

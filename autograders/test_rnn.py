@@ -4,7 +4,7 @@ Run through `deepgrade check rnn NOTEBOOK`, or directly:
     pytest autograders/test_rnn.py --deepgrade-notebook NOTEBOOK [--deepgrade-profile smoke]
 """
 
-from deepgrade.architecture import Layer, check_accuracy, check_parameters, check_recurrent
+from deepgrade.grader import Layer, check_accuracy, check_parameters, check_recurrent
 
 EXPECTED = [
     Layer("Reshape", target_shape=(28, 28)),

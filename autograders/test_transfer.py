@@ -13,9 +13,17 @@ taken from the student's file. Run through `deepgrade check transfer NOTEBOOK`, 
 
 import pytest
 
-from deepgrade.architecture import check_accuracy
-from deepgrade.transfer import (check_base_frozen, check_base_used, check_fine_tuning, check_gain, check_head_new,
-                                head_alone, head_first, restore)
+from deepgrade.grader import (
+    check_accuracy,
+    check_base_frozen,
+    check_base_used,
+    check_fine_tuning,
+    check_gain,
+    check_head_new,
+    head_alone,
+    head_first,
+    restore,
+)
 
 FINETUNE = "build_finetune_model"
 

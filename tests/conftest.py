@@ -1,7 +1,10 @@
-"""Shared fixtures: the real course, sample submissions, and course copies with edited settings."""
+"""Shared fixtures: the real course, sample submissions, real grades shared across the run, and course copies
+with edited settings."""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import shutil
 from pathlib import Path
 
@@ -9,13 +12,19 @@ import numpy as np
 import pytest
 import yaml
 
-from deepgrade.config import load_course
-from deepgrade.submissions import write_submission
+from deepgrade.course import load_course, write_submission
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMISSIONS = REPO / "tests" / "submissions"
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that asks for a real grade (the sandbox, then training) is slow: ``-m "not slow"`` leaves it out."""
+    for item in items:
+        if "graded" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -71,11 +80,83 @@ def by_name(report):
     return {c.name: c for c in report.checks}
 
 
-def graded_solution(course, exercise: str, checks: list[str]):
-    """The exercise's reference solution graded in the smoke profile under seed 1: every check, in order, passes."""
-    from deepgrade.grading import grade
+@pytest.fixture(scope="session")
+def graded(course, make_submission, tmp_path_factory):
+    """graded(exercise, answer, seed=1, profile="smoke") -> the Report of a real grade: the answer's notebook run
+    in the sandbox, every check graded by the trusted grader.
 
-    report = grade(course, exercise, course.source_notebook(exercise), profile="smoke", seed=1)
+    Shared by the whole run: each (exercise, answer, seed, profile) is graded once, by whichever pytest-xdist
+    worker asks first (a lock file per key; the others wait and read its JSON). ``answer`` is "solution"
+    (the reference), "stub" (the released notebook) or a file of tests/submissions/<exercise>/.
+    """
+    from deepgrade.grader import grade_notebook
+    from deepgrade.protocol import Report
+
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if shared.name.startswith("popen-gw") else shared  # one folder for every worker
+    folder = shared / "graded"
+    folder.mkdir(exist_ok=True)
+
+    def get(exercise: str, answer: str, seed: int = 1, profile: str = "smoke"):
+        key = folder / f"{exercise}-{answer}-{profile}-{seed}"
+        with open(key.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not key.with_suffix(".json").is_file():
+                notebook = (course.source_notebook(exercise) if answer == "solution" else
+                            course.release_notebook(exercise) if answer == "stub" else make_submission(exercise, answer))
+                report = grade_notebook(course, exercise, notebook, profile=profile, seed=seed)
+                tmp = key.with_suffix(".tmp")
+                tmp.write_text(json.dumps(report.to_dict()))
+                tmp.rename(key.with_suffix(".json"))
+        return Report.read(key.with_suffix(".json"))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def checked(course, make_submission, tmp_path_factory):
+    """checked(exercise, answer, only) -> the Report of the checks ``only``, graded in this process by the real
+    autograder on models the answer builds here (no sandbox): for the wording of messages, in a second.
+
+    Only for well-behaved answers (the answer's code runs in the test process); the sandbox's own behaviour is
+    tested through ``graded``.
+    """
+    import nbformat
+
+    from deepgrade.course import SKIP_TAG, is_test_cell
+    from deepgrade.grader import grade
+    from deepgrade.pretrained import load_base, takes_base
+    from deepgrade.protocol import Submission
+
+    folder = tmp_path_factory.mktemp("checked")
+
+    def run(exercise: str, answer: str, only: list[str], seed: int = 1):
+        ex = course.exercise(exercise)
+        nb = nbformat.read(make_submission(exercise, answer), as_version=4)
+        namespace: dict = {}
+        for cell in nb.cells:
+            if cell.cell_type == "code" and not is_test_cell(cell) and SKIP_TAG not in cell.metadata.get("tags", []):
+                exec(compile(cell.source, f"{answer}.ipynb", "exec"), namespace)
+        models, errors = {}, {}
+        for entry in [ex.entry, *ex.extra_entries]:
+            fn = namespace[entry]
+            try:
+                model = fn(load_base(course.base_handle(exercise))) if takes_base(fn) else fn()
+            except NotImplementedError:  # a part the answer leaves as the stub
+                errors[entry] = f"{entry}() raised NotImplementedError."
+                continue
+            models[entry] = folder / f"{exercise}-{answer}-{entry}.keras"
+            model.save(models[entry])
+        options = namespace[ex.options]() if ex.options and ex.options in namespace else None
+        return grade(course, exercise, Submission(models=models, errors=errors, options=options), profile="smoke",
+                     seed=seed, only=only)
+
+    return run
+
+
+def graded_solution(graded, exercise: str, checks: list[str]):
+    """The exercise's reference solution graded in the smoke profile under seed 1: every check, in order, passes."""
+    report = graded(exercise, "solution")
     assert [c.name for c in report.checks] == checks
     assert all(c.passed for c in report.checks), report.checks
     return report

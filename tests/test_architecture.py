@@ -4,9 +4,8 @@ import keras
 import pytest
 from keras import layers
 
-from deepgrade.architecture import CheckFailed, check_architecture, check_parameters, expected_params, observe
-
 from conftest import REPO
+from deepgrade.grader import CheckFailed, check_architecture, check_parameters, expected_params, observe
 
 
 def load_autograder(exercise: str):

@@ -1,5 +1,7 @@
 """`deepgrade calibrate`: reference and baselines through the trusted grader, thresholds proposed with a margin."""
 
+import pytest
+
 from deepgrade.calibrate import Runs, propose, write_section
 from deepgrade.cli import main
 
@@ -23,6 +25,7 @@ def test_propose_leaves_room_for_unlucky_seeds():
     assert propose(wide, [])[0] == 0.774  # 4.4 deviations below the mean: lower than 0.015 below the worst seed
 
 
+@pytest.mark.slow
 def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_course, capsys):
     def tiny(data):
         data["exercises"]["mlp"]["profiles"]["smoke"].update(train_size=2000, epochs=1)

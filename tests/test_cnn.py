@@ -1,8 +1,5 @@
 """The CNN exercise end to end: both parts, graded by the trusted grader in the smoke profile."""
 
-import pytest
-
-from deepgrade.grading import grade
 
 from conftest import by_name, graded_solution
 
@@ -10,13 +7,13 @@ CHECKS = ["architecture", "parameters", "output_shapes", "accuracy", "strided_sh
 NO_TRAINING = [c for c in CHECKS if c != "accuracy"]
 
 
-def test_solution_passes_every_check(course):
-    report = graded_solution(course, "cnn", CHECKS)
+def test_solution_passes_every_check(graded):
+    report = graded_solution(graded, "cnn", CHECKS)
     assert report.score == report.max_score == 9
 
 
-def test_stub_fails_every_check_cleanly(course):
-    report = grade(course, "cnn", course.release_notebook("cnn"), profile="smoke", seed=1)
+def test_stub_fails_every_check_cleanly(graded):
+    report = graded("cnn", "stub")
     assert report.score == 0 and [c.name for c in report.checks] == CHECKS
     for c in report.checks:
         assert "not done yet" in c.message and "Traceback" not in c.message
@@ -24,14 +21,13 @@ def test_stub_fails_every_check_cleanly(course):
     assert "build_model()" in by_name(report)["architecture"].message
 
 
-def test_functional_answer_passes_without_training(course, make_submission):
-    report = grade(course, "cnn", make_submission("cnn", "correct"), profile="smoke", seed=1, only=NO_TRAINING)
+def test_functional_answer_passes_without_training(checked):
+    report = checked("cnn", "correct", NO_TRAINING)
     assert report.passed and len(report.checks) == 5
 
 
-def test_valid_padding_in_the_strided_part_names_the_layer(course, make_submission):
-    checks = by_name(grade(course, "cnn", make_submission("cnn", "strided_valid_padding"), profile="smoke", seed=1,
-                           only=NO_TRAINING))
+def test_valid_padding_in_the_strided_part_names_the_layer(checked):
+    checks = by_name(checked("cnn", "strided_valid_padding", NO_TRAINING))
     assert checks["architecture"].passed and checks["output_shapes"].passed
     assert checks["strided_shapes"].message.startswith("Layer 2 (Conv2D ")
     assert "expected output shape (None, 14, 14, 8). Received: (None, 13, 13, 8)." in checks["strided_shapes"].message
@@ -39,9 +35,8 @@ def test_valid_padding_in_the_strided_part_names_the_layer(course, make_submissi
     assert checks["strided_parameters"].passed
 
 
-def test_one_unwritten_function_does_not_zero_the_other(course, make_submission):
-    checks = by_name(grade(course, "cnn", make_submission("cnn", "kernel5_no_strided"), profile="smoke", seed=1,
-                           only=NO_TRAINING))
+def test_one_unwritten_function_does_not_zero_the_other(graded):
+    checks = by_name(graded("cnn", "kernel5_no_strided"))
     assert "Layer 1 (Conv2D " in checks["architecture"].message
     assert "expected kernel_size=(3, 3). Received: kernel_size=(5, 5)." in checks["architecture"].message
     assert "expected output shape (None, 26, 26, 64). Received: (None, 24, 24, 64)." in checks["output_shapes"].message

@@ -5,11 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepgrade.cli import main
-from deepgrade.config import load_course
-from deepgrade.errors import ConfigError
-
 from conftest import REPO
+from deepgrade.cli import main
+from deepgrade.course import load_course
+from deepgrade.errors import ConfigError
 
 
 def write(tmp_path: Path, edit) -> Path:

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from deepgrade import data
 from deepgrade.errors import GraderError
+from deepgrade.grader import data
 
 
 @pytest.fixture

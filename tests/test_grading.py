@@ -4,33 +4,16 @@ import json
 
 import pytest
 
-from deepgrade.cli import main
-from deepgrade.grading import grade
-from deepgrade.sandbox import network_isolation
-
 from conftest import REPO, by_name
+from deepgrade.cli import main
+from deepgrade.grader import grade_notebook
+from deepgrade.sandbox import network_isolation
 
 CHECKS = ["architecture", "parameters", "accuracy"]
 
 
-@pytest.fixture(scope="module")
-def graded(course, make_submission):
-    """graded(answer, only=None) -> Report, cached per module (each grade runs a sandbox and a grader)."""
-    cache = {}
-
-    def get(answer, only=None):
-        key = (answer, tuple(only or ()))
-        if key not in cache:
-            path = course.source_notebook("mlp") if answer == "solution" else (
-                course.release_notebook("mlp") if answer == "stub" else make_submission("mlp", answer))
-            cache[key] = grade(course, "mlp", path, profile="smoke", seed=1, only=only)
-        return cache[key]
-
-    return get
-
-
 def test_solution_passes_every_check(graded):
-    report = graded("solution")
+    report = graded("mlp", "solution")
     assert [c.name for c in report.checks] == CHECKS
     assert all(c.passed for c in report.checks), report.checks
     assert report.score == report.max_score == 5
@@ -41,7 +24,7 @@ def test_solution_passes_every_check(graded):
 
 
 def test_stub_fails_every_check_cleanly(graded):
-    report = graded("stub")
+    report = graded("mlp", "stub")
     assert report.score == 0 and [c.name for c in report.checks] == CHECKS
     for c in report.checks:
         assert not c.passed and c.points == 0
@@ -50,11 +33,11 @@ def test_stub_fails_every_check_cleanly(graded):
 
 
 def test_correct_functional_submission_passes(graded):
-    assert graded("correct").passed
+    assert graded("mlp", "correct").passed
 
 
-def test_wrong_units_fails_architecture_and_parameters_naming_the_layer(graded):
-    checks = by_name(graded("wrong_units", only=["architecture", "parameters"]))
+def test_wrong_units_fails_architecture_and_parameters_naming_the_layer(checked):
+    checks = by_name(checked("mlp", "wrong_units", ["architecture", "parameters"]))
     assert not checks["architecture"].passed and not checks["parameters"].passed
     assert checks["architecture"].message.startswith("Layer 2 (Dense ")
     assert "expected units=256. Received: units=128." in checks["architecture"].message
@@ -62,8 +45,8 @@ def test_wrong_units_fails_architecture_and_parameters_naming_the_layer(graded):
     assert "expected 200,960 parameters" in checks["parameters"].message
 
 
-def test_no_dropout_fails_architecture_passes_parameters(graded):
-    checks = by_name(graded("no_dropout", only=["architecture", "parameters"]))
+def test_no_dropout_fails_architecture_passes_parameters(checked):
+    checks = by_name(checked("mlp", "no_dropout", ["architecture", "parameters"]))
     assert not checks["architecture"].passed
     assert "expected Dropout(rate=0.4). Received: Dense." in checks["architecture"].message
     assert checks["parameters"].passed and checks["parameters"].points == 1
@@ -75,32 +58,35 @@ def test_no_dropout_fails_architecture_passes_parameters(graded):
     ("lambda_layer", "contains a Lambda layer"),
 ])
 def test_broken_submissions_get_zero_with_a_message(graded, answer, message):
-    report = graded(answer)
+    report = graded("mlp", answer)
     assert report.score == 0 and len(report.checks) == 3
     assert all(message in c.message for c in report.checks), report.checks
 
 
+@pytest.mark.slow
 def test_infinite_loop_gets_zero_and_the_run_finishes(edited_course, make_submission):
-    from deepgrade.config import load_course
+    from deepgrade.course import load_course
 
     root = edited_course(lambda d: d["exercises"]["mlp"]["sandbox"].update(time_limit_s=8))
-    report = grade(load_course(root), "mlp", make_submission("mlp", "infinite_loop"), profile="smoke", seed=1)
+    report = grade_notebook(load_course(root), "mlp", make_submission("mlp", "infinite_loop"), profile="smoke", seed=1)
     assert report.score == 0
     assert all("did not finish within the time limit of 8 s" in c.message for c in report.checks)
 
 
 def test_tampering_in_the_notebook_earns_nothing(graded):
-    checks = by_name(graded("tampering", only=["architecture", "parameters"]))
+    checks = by_name(graded("mlp", "tampering"))
     assert not checks["architecture"].passed and not checks["parameters"].passed
     assert "Received: 7,850" in checks["parameters"].message
 
 
+@pytest.mark.slow
 def test_the_same_seed_reproduces_the_grade(course, graded):
-    first = by_name(graded("solution"))["accuracy"].message
-    again = grade(course, "mlp", course.source_notebook("mlp"), profile="smoke", seed=1, only=["accuracy"])
+    first = by_name(graded("mlp", "solution"))["accuracy"].message
+    again = grade_notebook(course, "mlp", course.source_notebook("mlp"), profile="smoke", seed=1, only=["accuracy"])
     assert by_name(again)["accuracy"].message == first
 
 
+@pytest.mark.slow
 def test_cli_json_shape_and_exit_codes(capsys, make_submission):
     code = main(["check", "mlp", str(make_submission("mlp", "no_dropout")), "--json", "--profile", "smoke",
                  "--seed", "1", "--course", str(REPO)])
@@ -112,6 +98,7 @@ def test_cli_json_shape_and_exit_codes(capsys, make_submission):
     assert out["score"] == sum(c["points"] for c in out["checks"]) == 3
 
 
+@pytest.mark.slow
 def test_cli_table_for_a_student(capsys):
     code = main(["check", "mlp", str(REPO / "exercises" / "mlp" / "mlp.ipynb"), "--profile", "smoke",
                  "--course", str(REPO)])

@@ -10,13 +10,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import REPO
+from deepgrade.course import fill
 from deepgrade.demo import gradebook, nbgrader, nbgrader_config, run_demo, tool_env
-from deepgrade.quiz import available, load_bank, make_quiz
-from deepgrade.quiz_nb import NBGRADER_VARIANT, source_notebook
-from deepgrade.submissions import fill
-from deepgrade.grading import grade
-
-from conftest import REPO, SUBMISSIONS
+from deepgrade.grader import grade_notebook
+from deepgrade.quiz import NBGRADER_VARIANT, available, load_bank, make_quiz, source_notebook
 
 NBGRADER = str(Path(sys.executable).parent / "nbgrader")
 
@@ -68,15 +66,16 @@ def test_test_cells_match_course_yml(course):
         assert cells == {check: spec.points for check, spec in exercise.checks.items()}
 
 
+@pytest.mark.slow
 def test_autograde_records_the_same_points_as_deepgrade_check(tmp_path, course):
     out = tmp_path / "demo"
     rows = run_demo(course, out, profile="smoke", seed=3)
     by_student = {row["student"]: row for row in rows}
     assert set(by_student) == {"alice", "bob", "carol"}
     assert by_student["alice"]["score"] == 5 and by_student["carol"]["score"] == 0
-    for student, answer in {"alice": "correct", "bob": "wrong_layer", "carol": "raises"}.items():
+    for student in ("alice", "bob", "carol"):
         submitted = out / "submitted" / student / "mlp" / "mlp.ipynb"
-        report = grade(course, "mlp", submitted, profile="smoke", seed=3)
+        report = grade_notebook(course, "mlp", submitted, profile="smoke", seed=3)
         assert by_student[student]["checks"] == {c.name: c.points for c in report.checks}, student
         assert by_student[student]["score"] == report.score
         recorded = json.loads((out / "autograded" / student / "mlp" / "mlp.deepgrade.json").read_text())
@@ -105,6 +104,7 @@ def test_released_quiz_hides_the_answers(name):
         assert f"answer_check({number}, answer_{number}, {variant.kind!r})" in code
 
 
+@pytest.mark.slow
 def test_quiz_round_trip_through_nbgrader(tmp_path, course):
     from rich.console import Console
 

@@ -7,6 +7,8 @@ from nbclient.exceptions import CellExecutionError
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # every test runs a notebook in a real kernel, and most train
+
 
 @pytest.fixture(autouse=True)
 def fixed_seed(monkeypatch):
@@ -88,7 +90,7 @@ def test_transfer_cells_give_the_base_to_both_functions():
 
 def test_a_seed_that_is_not_a_number_is_refused(monkeypatch):
     from deepgrade.errors import ConfigError
-    from deepgrade.notebook import seed_from_environment
+    from deepgrade.notebook_checks import seed_from_environment
 
     monkeypatch.setenv("DEEPGRADE_SEED", "seven")
     with pytest.raises(ConfigError, match=r"DEEPGRADE_SEED: expected a whole number >= 0 .* Received: 'seven'"):

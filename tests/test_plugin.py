@@ -23,7 +23,7 @@ exercises:
 """
 
 AUTOGRADER = """
-from deepgrade.architecture import CheckFailed
+from deepgrade.grader import CheckFailed
 
 def test_good(passed):
     passed("all fine")

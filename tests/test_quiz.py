@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import REPO, impulse_receptive_field
 from deepgrade import convmath
 from deepgrade.cli import main
 from deepgrade.errors import ConfigError
-from deepgrade.questions import GENERATORS, AnswerFormatError, Variant, grade, parse
-from deepgrade.quiz import available, load_bank, make_quiz
-
-from conftest import REPO, impulse_receptive_field
+from deepgrade.quiz import GENERATORS, AnswerFormatError, Variant, available, grade, load_bank, make_quiz, parse
 
 BANKS = available(REPO)
 STUDENTS = [f"student-{i}" for i in range(40)]
@@ -120,8 +118,8 @@ def test_every_generator_checks_itself(name):
 def keras_stack_shape(params):
     h, w, c = params["input"]
     model = keras.Sequential([keras.Input((h, w, c))] + [
-        keras.layers.Conv2D(l["filters"], l["kernel"], strides=l["stride"], padding=l["padding"]) if l["type"] == "conv"
-        else keras.layers.MaxPooling2D(l["pool"], strides=l["stride"], padding=l["padding"]) for l in params["layers"]])
+        keras.layers.Conv2D(layer["filters"], layer["kernel"], strides=layer["stride"], padding=layer["padding"]) if layer["type"] == "conv"
+        else keras.layers.MaxPooling2D(layer["pool"], strides=layer["stride"], padding=layer["padding"]) for layer in params["layers"]])
     return list(model(np.zeros((1, h, w, c), "float32")).shape[1:])
 
 
@@ -158,7 +156,7 @@ def test_generated_answers_agree_with_keras_over_many_students():
                     out = keras.ops.convert_to_numpy(keras.ops.conv(image, kernel, padding="valid"))[0, :, :, 0]
                     assert out[p["row"] - 1, p["column"] - 1] == v.answer
                 elif gen == "receptive_field":
-                    assert v.answer == impulse_receptive_field([tuple(l) for l in p["layers"]], size=96)
+                    assert v.answer == impulse_receptive_field([tuple(layer) for layer in p["layers"]], size=96)
                 else:
                     continue
                 checked += 1

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from deepgrade.quiz import load_bank, make_quiz
-from deepgrade.quiz_html import write_html
-
 from conftest import REPO
+from deepgrade.quiz import load_bank, make_quiz, write_html
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

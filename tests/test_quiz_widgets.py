@@ -3,9 +3,8 @@
 import nbformat
 from nbclient import NotebookClient
 
-from deepgrade.quiz_widgets import show
-
 from conftest import REPO
+from deepgrade.quiz import show
 
 
 def test_widgets_check_answers_like_the_other_deliveries():

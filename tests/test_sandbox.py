@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from deepgrade.errors import StudentCodeError
-from deepgrade.sandbox import Limits, build_model, network_isolation
+from deepgrade.sandbox import Limits, network_isolation, run_notebook
 
 MODEL = """
 import keras
@@ -26,7 +26,7 @@ def notebook(tmp_path: Path, *sources: str, tags: dict[int, list[str]] | None = 
 
 def run(tmp_path, *sources, limits=Limits(time_limit_s=60, memory_limit_mb=4096), **kw):
     """The model file build_model() produced, or the StudentCodeError saying why there is none."""
-    built = build_model(notebook(tmp_path, *sources, **kw), "build_model", tmp_path / "out", limits)
+    built = run_notebook(notebook(tmp_path, *sources, **kw), ["build_model"], tmp_path / "out", limits)
     return built.model("build_model")
 
 
@@ -37,7 +37,7 @@ def test_a_model_comes_back_as_a_keras_file(tmp_path):
 
 def test_several_entry_functions_each_get_their_own_outcome(tmp_path):
     nb = notebook(tmp_path, MODEL, "def build_other():\n    raise ValueError('not yet')")
-    built = build_model(nb, ["build_model", "build_other", "build_third"], tmp_path / "out")
+    built = run_notebook(nb, ["build_model", "build_other", "build_third"], tmp_path / "out")
     assert built.model("build_model").is_file()
     with pytest.raises(StudentCodeError, match=r"^build_other\(\) raised ValueError: not yet\.$"):
         built.model("build_other")
@@ -51,7 +51,7 @@ def test_environment_is_scrubbed_and_workdir_is_empty(tmp_path, monkeypatch):
 import os
 leaked = [k for k in os.environ if "SECRET" in k or k.startswith(("AWS", "GITHUB", "DEEPGRADE"))]
 assert not leaked, leaked
-assert sorted(p for p in os.listdir(".") if not p.startswith(".")) == ["models", "submission.ipynb", "tmp"], os.listdir(".")
+assert sorted(p for p in os.listdir(".") if not p.startswith(".")) == ["models", "request.json", "submission.ipynb", "tmp"], os.listdir(".")
 assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 """
     run(tmp_path, probe, MODEL)
@@ -106,12 +106,12 @@ def test_not_a_notebook(tmp_path):
     path = tmp_path / "broken.ipynb"
     path.write_text("{ this is not json")
     with pytest.raises(StudentCodeError, match=r"could not be read as a Jupyter notebook"):
-        build_model(path, "build_model", tmp_path / "out")
+        run_notebook(path, ["build_model"], tmp_path / "out").model("build_model")
 
 
 def test_missing_notebook(tmp_path):
     with pytest.raises(StudentCodeError, match=r"Notebook not found"):
-        build_model(tmp_path / "nope.ipynb", "build_model", tmp_path / "out")
+        run_notebook(tmp_path / "nope.ipynb", ["build_model"], tmp_path / "out").model("build_model")
 
 
 @pytest.mark.skipif(not network_isolation(), reason="unshare --net is not allowed on this machine")

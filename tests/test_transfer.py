@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from deepgrade.errors import ConfigError
-from deepgrade.grading import grade
-from deepgrade.transfer import KERAS_CONFIG, MANIFEST, load_base, pretrain_base, weights_digest
-
 from conftest import REPO, by_name, graded_solution
+from deepgrade.errors import ConfigError
+from deepgrade.grader import grade
+from deepgrade.pretrain import pretrain_base
+from deepgrade.pretrained import KERAS_CONFIG, MANIFEST, load_base, weights_digest
+from deepgrade.protocol import Submission
 
 CHECKS = ["base_used", "base_frozen", "head_new", "accuracy", "gain", "fine_tuning"]
 
@@ -20,8 +21,8 @@ def handle(course):
     return course.base_handle("transfer")
 
 
-def test_solution_passes_every_check(course):
-    report = graded_solution(course, "transfer", CHECKS)
+def test_solution_passes_every_check(graded):
+    report = graded_solution(graded, "transfer", CHECKS)
     metrics = report.environment["metrics"]
     assert metrics["gain"] == pytest.approx(metrics["test_accuracy"] - metrics["head_alone_accuracy"], abs=1e-5)
     assert report.environment["train_size"] == 500  # 100 images of each of the 5 target classes
@@ -29,21 +30,21 @@ def test_solution_passes_every_check(course):
             in by_name(report)["fine_tuning"].message)  # course.yml transfer.finetune_warmup: 0.5 of 40 epochs
 
 
-def test_fine_tuning_with_a_huge_learning_rate_collapses(course, make_submission):
+@pytest.mark.slow
+def test_fine_tuning_with_a_huge_learning_rate_collapses(checked):
     """The calibration baseline too_fast: the base's weights change, but Adam(0.1) destroys its features."""
-    checks = by_name(grade(course, "transfer", make_submission("transfer", "too_fast"), profile="smoke", seed=1,
-                           only=["fine_tuning"]))
+    checks = by_name(checked("transfer", "too_fast", ["fine_tuning"]))
     assert checks["fine_tuning"].message.startswith("Fine-tuning collapsed: expected test accuracy of at least")
     assert "Adam(1e-4)" in checks["fine_tuning"].message  # says what to do
 
 
+@pytest.mark.slow
 def test_warm_up_freezes_the_base_then_gives_back_the_students_flags(course, handle):
     """Head first with the base frozen; then the base trains as the student set it: a layer they froze stays put."""
     import keras
 
-    from deepgrade.config import Profile
-    from deepgrade.transfer import find_base, restore
-    from deepgrade.trusted import Task, Warmup, train_and_evaluate
+    from deepgrade.course import Profile
+    from deepgrade.grader import Task, Warmup, find_base, restore, train_and_evaluate
 
     base = load_base(handle)
     base.trainable = True
@@ -63,22 +64,21 @@ def test_warm_up_freezes_the_base_then_gives_back_the_students_flags(course, han
     assert result.compiled_by == "student" and float(result.model.optimizer.learning_rate) == pytest.approx(1e-3)
 
 
-def test_stub_fails_every_check_cleanly(course):
-    report = grade(course, "transfer", course.release_notebook("transfer"), profile="smoke", seed=1)
+def test_stub_fails_every_check_cleanly(graded):
+    report = graded("transfer", "stub")
     assert report.score == 0 and all("not done yet" in c.message for c in report.checks)
     assert "build_finetune_model()" in by_name(report)["fine_tuning"].message
 
 
-def test_base_must_be_frozen_for_extraction_and_unfrozen_for_fine_tuning(course, make_submission):
-    checks = by_name(grade(course, "transfer", make_submission("transfer", "unfrozen"), profile="smoke", seed=1,
-                           only=["base_frozen", "fine_tuning"]))
+def test_base_must_be_frozen_for_extraction_and_unfrozen_for_fine_tuning(checked):
+    checks = by_name(checked("transfer", "unfrozen", ["base_frozen", "fine_tuning"]))
     assert checks["base_frozen"].message.startswith("Expected the base frozen for feature extraction")
     assert checks["fine_tuning"].message.startswith("build_finetune_model(base): expected the base unfrozen")
 
 
-def test_a_model_without_the_base_is_told_so_and_trained_as_it_is(course, make_submission):
-    checks = by_name(grade(course, "transfer", make_submission("transfer", "scratch"), profile="smoke", seed=1,
-                           only=["base_used", "accuracy", "gain"]))
+@pytest.mark.slow
+def test_a_model_without_the_base_is_told_so_and_trained_as_it_is(checked):
+    checks = by_name(checked("transfer", "scratch", ["base_used", "accuracy", "gain"]))
     assert checks["base_used"].message.startswith("Expected the pretrained base as one layer of the model, named "
                                                   "'pretrained_base'")
     assert "Received: Conv2D('conv2d'), MaxPooling2D" in checks["base_used"].message
@@ -86,17 +86,16 @@ def test_a_model_without_the_base_is_told_so_and_trained_as_it_is(course, make_s
     assert checks["gain"].message == checks["base_used"].message  # no base, no gain to measure
 
 
-def test_functional_use_of_the_base_and_a_wrong_head(course, make_submission):
-    checks = by_name(grade(course, "transfer", make_submission("transfer", "functional"), profile="smoke",
-                           only=["base_used", "base_frozen", "head_new"]))
+def test_functional_use_of_the_base_and_a_wrong_head(checked):
+    checks = by_name(checked("transfer", "functional", ["base_used", "base_frozen", "head_new"]))
     assert all(c.passed for c in checks.values()), checks
     assert "a new head of 2 layer(s)" in checks["head_new"].message
-    checks = by_name(grade(course, "transfer", make_submission("transfer", "wrong_classes"), profile="smoke",
-                           only=["head_new", "accuracy"]))
+    checks = by_name(checked("transfer", "wrong_classes", ["head_new", "accuracy"]))
     assert checks["head_new"].message.endswith("expected 5 units, one per class of the target task. Received: 10.")
     assert checks["accuracy"].message == "Expected output shape (None, 5): one score per class. Received: (None, 10)."
 
 
+@pytest.mark.slow
 def test_grader_restores_the_pretrained_weights_itself(course, handle, tmp_path):
     """Weights of the base in the student's file are not trusted: zeroed ones are replaced from the handle."""
     import keras
@@ -106,7 +105,8 @@ def test_grader_restores_the_pretrained_weights_itself(course, handle, tmp_path)
     base.set_weights([np.zeros_like(w) for w in base.get_weights()])
     path = tmp_path / "tampered.keras"
     model.save(path)
-    checks = by_name(grade(course, "transfer", model=path, profile="smoke", seed=1, only=["accuracy"]))
+    checks = by_name(grade(course, "transfer", Submission.of_model("build_model", path), profile="smoke", seed=1,
+                           only=["accuracy"]))
     assert checks["accuracy"].passed, checks["accuracy"].message
 
 
@@ -136,7 +136,7 @@ def test_the_loaded_base_fine_tunes_with_adam(handle):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     model.fit(rng.random((64, 28, 28, 1), dtype="float32"), rng.integers(0, 5, 64), epochs=1, verbose=0)
-    assert any(not np.array_equal(a, b) for a, b in zip(before, base.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, base.get_weights(), strict=True))
 
 
 def test_released_copy_is_the_same_base(course):
@@ -146,6 +146,7 @@ def test_released_copy_is_the_same_base(course):
             assert (REPO / "exercises/transfer/pretrained_base" / path.relative_to(source)).read_bytes() == path.read_bytes()
 
 
+@pytest.mark.slow
 def test_pretrain_is_reproducible_and_records_how(course, tmp_path):
     spec = course.exercise("transfer").transfer.pretrain.model_copy(update={"images_per_class": 200, "epochs": 1})
     first = pretrain_base(spec, tmp_path / "one")
@@ -178,7 +179,7 @@ def test_a_saved_model_without_keras_config_is_wrapped_frozen(tmp_path):
     ([1, 2, 12], r"transfer.classes: expected distinct Fashion-MNIST labels 0-9. Received: \[1, 2, 12\]"),
 ])
 def test_target_classes_are_checked_against_the_source_task(edited_course, classes, message):
-    from deepgrade.config import load_course
+    from deepgrade.course import load_course
 
     def edit(data):
         data["exercises"]["transfer"]["transfer"]["classes"] = classes

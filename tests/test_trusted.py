@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from keras import layers
 
-from deepgrade.config import Compile, Profile
+from deepgrade.course import Compile, Profile
 from deepgrade.errors import StudentCodeError
-from deepgrade.trusted import _fresh_copy, check_io, inspect_archive, load_model, train_and_evaluate
+from deepgrade.grader import check_io, load_model, train_and_evaluate
+from deepgrade.grader.training import _fresh_copy
+from deepgrade.protocol import inspect_archive
 
 TINY = Profile(train_size=2000, epochs=1, batch_size=128)
 

@@ -1,7 +1,7 @@
 """``deepgrade calibrate``: train the reference and the naive baselines under N seeds, propose thresholds.
 
 Every run goes through the same trusted grader as a student's submission
-(``grade()``), so the numbers are the ones a grade is made of. The result is
+(``grade_notebook()``, in this process), so the numbers are the ones a grade is made of. The result is
 printed and written to docs/calibration.md, in a section per exercise and
 profile that a later run replaces.
 """
@@ -12,15 +12,14 @@ import math
 import re
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
-from .config import LoadedCourse
+from .course import LoadedCourse, write_submission
 from .errors import ConfigError
-from .grading import grade
-from .submissions import write_submission
+from .grader import grade_notebook
 
 # metric in the grade's environment -> the check whose threshold it decides
 METRIC_CHECK = {"test_accuracy": "accuracy", "gap": "gap", "gain": "gain", "finetune_accuracy": "fine_tuning"}
@@ -44,7 +43,8 @@ def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, 
     values: dict[str, list[float]] = {}
     environment: dict = {}
     for n, seed in enumerate(seeds, start=1):
-        report = grade(course, exercise, notebook, profile=profile, seed=seed, only=list(METRIC_CHECK.values()))
+        checks = [name for name in METRIC_CHECK.values() if name in course.exercise(exercise).checks]
+        report = grade_notebook(course, exercise, notebook, profile=profile, seed=seed, only=checks)
         metrics = report.environment.get("metrics")
         if not metrics:
             messages = "; ".join(c.message for c in report.checks)

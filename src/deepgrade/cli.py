@@ -1,7 +1,8 @@
 """The ``deepgrade`` command: thin adapters over the library; errors become exit codes here only.
 
 Exit codes: 0 success (every check passed), 1 a check failed or the student's
-code failed, 2 a configuration or usage mistake, 3 the grader itself failed.
+code failed, 2 a configuration or usage mistake, 3 the grader itself failed
+(including any exception deepgrade did not expect).
 """
 
 from __future__ import annotations
@@ -9,23 +10,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import DeepgradeError
+from .errors import DeepgradeError, GraderError, first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Auto-graded exercises and quizzes for a hands-on TensorFlow/Keras course.")
 err = Console(stderr=True, soft_wrap=True)
 
-CourseOpt = Annotated[Optional[Path], typer.Option("--course", help="course.yml or its folder (default: found upwards)")]
+CourseOpt = Annotated[Path | None, typer.Option("--course", help="course.yml or its folder (default: found upwards)")]
 
 
-def _course(path: Optional[Path]):
-    from .config import load_course
+def _course(path: Path | None):
+    from .course import load_course
 
     return load_course(path)
 
@@ -35,20 +36,19 @@ def check(
     exercise: Annotated[str, typer.Argument(help="exercise id from course.yml, e.g. mlp")],
     notebook: Annotated[Path, typer.Argument(help="your notebook, e.g. exercises/mlp/mlp.ipynb")],
     as_json: Annotated[bool, typer.Option("--json", help="print the grade as JSON")] = False,
-    profile: Annotated[Optional[str], typer.Option(help="smoke (CPU) or full (GPU); default: from the device")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="training seed, to reproduce a grade")] = None,
+    profile: Annotated[str | None, typer.Option(help="smoke (CPU) or full (GPU); default: from the device")] = None,
+    seed: Annotated[int | None, typer.Option(help="training seed, to reproduce a grade")] = None,
     course: CourseOpt = None,
 ) -> None:
     """Grade NOTEBOOK for EXERCISE: one row per check; exit 0 only when every check passes."""
-    from .grading import grade
-    from .report import render
+    from .grader import grade_notebook
 
     if profile not in (None, "smoke", "full"):
         raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
     loaded = _course(course)
     if not notebook.is_file():
         raise typer.BadParameter(f"expected an existing .ipynb file. Received: {notebook}.", param_hint="NOTEBOOK")
-    report = grade(loaded, exercise, notebook, profile=profile, seed=seed)
+    report = grade_notebook(loaded, exercise, notebook, profile=profile, seed=seed)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -62,7 +62,7 @@ def data(
         "/usr/share/datasets/fashion-mnist"),
 ) -> None:
     """Place Fashion-MNIST in the Keras cache (from Debian's dataset-fashion-mnist) and verify it."""
-    from . import data as dataset
+    from .grader import data as dataset
 
     folder = dataset.install(source)
     print(f"Fashion-MNIST verified in {folder}")
@@ -80,13 +80,13 @@ def validate(course: CourseOpt = None) -> None:
 def calibrate(
     exercise: Annotated[str, typer.Argument(help="exercise id from course.yml")],
     seeds: Annotated[int, typer.Option(min=1, help="how many seeds (0..N-1) to train each model under")] = 10,
-    profile: Annotated[Optional[str], typer.Option(help="smoke or full; default: from the device")] = None,
+    profile: Annotated[str | None, typer.Option(help="smoke or full; default: from the device")] = None,
     write: Annotated[bool, typer.Option(help="write the result into docs/calibration.md")] = True,
     course: CourseOpt = None,
 ) -> None:
     """Train the reference solution and the naive baselines under N seeds; propose thresholds."""
     from . import calibrate as cal
-    from .environment import default_profile
+    from .grader import default_profile
 
     loaded = _course(course)
     result = cal.calibrate(loaded, exercise, seeds, profile or default_profile(),
@@ -100,11 +100,11 @@ def calibrate(
 @app.command()
 def pretrain(
     exercise: Annotated[str, typer.Argument(help="the transfer exercise whose base to build, e.g. transfer")] = "transfer",
-    out: Annotated[Optional[Path], typer.Option(help="folder for the SavedModel (default: the handle in course.yml)")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the SavedModel (default: the handle in course.yml)")] = None,
     course: CourseOpt = None,
 ) -> None:
     """Train the course's feature extractor on the source task of course.yml; write it as a SavedModel."""
-    from .transfer import pretrain as build
+    from .pretrain import pretrain as build
 
     loaded = _course(course)
     made = build(loaded, exercise, out)
@@ -117,7 +117,7 @@ def pretrain(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the demo course (wiped first)")] = Path("build/demo"),
-    profile: Annotated[Optional[str], typer.Option(help="smoke or full; default: from the device")] = None,
+    profile: Annotated[str | None, typer.Option(help="smoke or full; default: from the device")] = None,
     course: CourseOpt = None,
 ) -> None:
     """Release the MLP stub, autograde three sample students through nbgrader, print grades, write feedback."""
@@ -128,15 +128,15 @@ def demo(
 
 @app.command()
 def quiz(
-    name: Annotated[Optional[str], typer.Argument(help="question bank in quizzes/, e.g. pooling")] = None,
-    student: Annotated[Optional[str], typer.Option(help="your student id: it seeds your variant")] = None,
+    name: Annotated[str | None, typer.Argument(help="question bank in quizzes/, e.g. pooling")] = None,
+    student: Annotated[str | None, typer.Option(help="your student id: it seeds your variant")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the variant with its answers (for instructors)")] = False,
-    html: Annotated[Optional[Path], typer.Option(help="write a self-contained web page of the quiz to this file")] = None,
+    html: Annotated[Path | None, typer.Option(help="write a self-contained web page of the quiz to this file")] = None,
     nbgrader: Annotated[bool, typer.Option("--nbgrader", help="write the nbgrader source notebook solutions/quiz_NAME/")] = False,
     course: CourseOpt = None,
 ) -> None:
     """Take a self-check quiz in the terminal (or export it as JSON or a web page)."""
-    from .config import find_course_root
+    from .course import find_course_root
     from .quiz import available, load_bank, make_quiz
 
     root = (course.parent if course and course.is_file() else course) or find_course_root()
@@ -144,7 +144,7 @@ def quiz(
         print("quizzes: " + ", ".join(available(root)))
         return
     if nbgrader:
-        from .quiz_nb import NBGRADER_VARIANT, write_source
+        from .quiz import NBGRADER_VARIANT, write_source
 
         path = write_source(make_quiz(load_bank(name, root), student or NBGRADER_VARIANT), root / "solutions")
         print(f"wrote {path}; release it with `nbgrader generate_assignment {path.parent.name} --force`")
@@ -156,14 +156,35 @@ def quiz(
     if as_json:
         print(json.dumps(variant.to_dict(), indent=2))
     elif html:
-        from .quiz_html import write_html
+        from .quiz import write_html
 
         write_html(variant, html)
         print(f"wrote {html} ({len(variant.variants)} questions for {variant.student})")
     else:
-        from .quiz_terminal import run
+        from .quiz import run_in_terminal
 
-        run(variant)
+        run_in_terminal(variant)
+
+
+def render(report, console: Console | None = None) -> None:
+    """The check table a student reads."""
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"deepgrade check {report.exercise} ({report.profile} profile)", title_justify="left")
+    table.add_column("check")
+    table.add_column("points", justify="right")
+    table.add_column("result")
+    for c in report.checks:
+        mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
+        table.add_row(c.name, f"{c.points:g} / {c.max_points:g}", f"{mark} {escape(c.message)}")
+    console.print(table)
+    env = report.environment
+    console.print(
+        f"score {report.score:g} / {report.max_score:g}"
+        + (f"  (seed {env['seed']}, {env.get('device', '?')}, keras {env.get('versions', {}).get('keras', '?')})"
+           if "seed" in env else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,14 +202,25 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.BadParameter, typer.Abort) as exc:  # click usage errors
         _usage(exc)
         return 2
-    except Exception as exc:  # noqa: BLE001 - click.ClickException subclasses
+    except Exception as exc:  # noqa: BLE001 - click's usage errors, and anything unexpected
         import click
 
         if isinstance(exc, click.ClickException):
             _usage(exc)
             return 2
-        raise
+        return _crashed(exc)
     return 0
+
+
+def _crashed(exc: BaseException) -> int:
+    """An exception deepgrade did not expect: the grader failed (exit 3), never "a check failed" (exit 1)."""
+    import traceback
+
+    err.print(f"[bold red]error:[/bold red] the grader failed ({escape(type(exc).__name__)}: {escape(first_line(exc))}). "
+              "This is a bug in deepgrade, not a problem with your work.", highlight=False)
+    err.print("[yellow]tip:[/yellow] report it to your instructor with the traceback below.", highlight=False)
+    err.print("".join(traceback.format_exception(exc)).rstrip(), highlight=False, markup=False)
+    return GraderError.exit_code
 
 
 def _usage(exc) -> None:

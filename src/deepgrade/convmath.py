@@ -8,7 +8,8 @@ layers. A configuration Keras refuses raises ``ValueError`` here too, worded
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 

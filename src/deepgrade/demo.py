@@ -18,9 +18,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .config import LoadedCourse
+from .course import LoadedCourse, write_submission
 from .errors import GraderError
-from .submissions import write_submission
 
 COURSE_ID = "deepgrade-demo"
 STUDENTS = {"alice": "correct", "bob": "wrong_layer", "carol": "raises"}

@@ -19,14 +19,13 @@ from pathlib import Path
 
 import nbformat
 from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import Execute
 from traitlets import Integer, Unicode
 
-from nbgrader.preprocessors import Execute
-
-from .config import find_course_root, load_course
-from .errors import DeepgradeError
-from .report import CheckResult, Report
-from .submissions import is_test_cell
+from .course import find_course_root, is_test_cell, load_course
+from .errors import DeepgradeError, said
+from .grader import grade_notebook
+from .protocol import CheckResult, Report
 
 
 def verdict_output(result: CheckResult) -> NotebookNode:
@@ -49,7 +48,8 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
         name = cell.metadata["nbgrader"].get("grade_id")
         points = float(cell.metadata["nbgrader"].get("points", 0))
         result = by_name.get(name) or CheckResult(
-            name, False, 0.0, points, f"deepgrade has no check named {name!r} for {report.exercise!r}.")
+            name=name, passed=False, points=0.0, max_points=points,
+            message=f"deepgrade has no check named {name!r} for {report.exercise!r}.")
         cell.outputs = [verdict_output(result)]
         if result.passed and "seed" in env:
             cell.outputs.append(nbformat.v4.new_output(
@@ -75,24 +75,18 @@ class TrustedGrade(Execute):
         student = info.get("student", "?")
         try:
             course = load_course(self.course or find_course_root())
-            if exercise not in course.course.exercises:
-                return super().preprocess(nb, resources, retries)
+        except DeepgradeError as exc:
+            return self._failed(nb, resources, exercise, student, str(exc))
+        if exercise not in course.course.exercises:  # a quiz: nbgrader's own Execute step, unchanged
+            return super().preprocess(nb, resources, retries)
+        try:
             with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
                 path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
                 nbformat.write(nb, path)
-                from .grading import grade
-
-                report = grade(course, exercise, path, profile=self.profile or None, seed=self.seed)
-        except DeepgradeError as exc:
-            self.log.error("deepgrade could not grade %s/%s: %s", student, exercise, exc)
-            report = Report(exercise, self.profile or "?", [], {"grader_error": str(exc)})
-            for cell in nb.cells:
-                if is_test_cell(cell):
-                    cell.outputs = [nbformat.v4.new_output(
-                        "error", ename="GraderError", evalue=str(exc),
-                        traceback=["The grader failed; this is not a problem with your work.", str(exc)])]
-            nb.metadata["deepgrade"] = report.to_dict()
-            return nb, resources
+                report = grade_notebook(course, exercise, path, profile=self.profile or None, seed=self.seed)
+        except Exception as exc:  # noqa: BLE001 - any failure is this notebook's grader failure; the batch goes on
+            why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
+            return self._failed(nb, resources, exercise, student, why)
         fill_test_cells(nb, report)
         self.log.info("deepgrade %s/%s: %g / %g (seed %s)", student, exercise, report.score, report.max_score,
                       report.environment.get("seed"))
@@ -100,6 +94,18 @@ class TrustedGrade(Execute):
         if folder:
             Path(folder, f"{info.get('notebook', 'submission')}.deepgrade.json").write_text(
                 json.dumps(report.to_dict(), indent=2) + "\n")
+        return nb, resources
+
+    def _failed(self, nb: NotebookNode, resources: dict, exercise: str, student: str, why: str):
+        """Record a grader failure for this notebook: every test cell says so (0 points); the batch goes on."""
+        self.log.error("deepgrade could not grade %s/%s: %s", student, exercise, why)
+        report = Report(exercise=exercise, profile=self.profile or "?", checks=[], environment={"grader_error": why})
+        for cell in nb.cells:
+            if is_test_cell(cell):
+                cell.outputs = [nbformat.v4.new_output(
+                    "error", ename="GraderError", evalue=why,
+                    traceback=["The grader failed; this is not a problem with your work.", why])]
+        nb.metadata["deepgrade"] = report.to_dict()
         return nb, resources
 
 

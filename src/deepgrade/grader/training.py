@@ -1,114 +1,23 @@
-"""The trusted grader's side of the boundary: load the student's ``.keras`` file safely, train, evaluate.
+"""Training and evaluation: a fresh copy of the student's model trained under the grader's seed and budget.
 
 Every number in a grade is computed here, from the model file alone, with the
 Keras 3 API (``keras.ops``), so the same code runs on the TensorFlow, JAX or
-PyTorch backend.
+PyTorch backend (``tf`` only for op determinism on TensorFlow).
 """
 
 from __future__ import annotations
 
-import json
 import time
-import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from pydantic import ValidationError
-
-from .config import Compile, FitOptions, Profile
-from .errors import StudentCodeError
-
-INPUT_SHAPE = (28, 28, 1)
-NUM_CLASSES = 10
-
-_ALLOWED_MODULE_PREFIXES = ("keras",)
-
-
-def _walk(node: Any) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
-def inspect_archive(path: Path) -> dict:
-    """Read config.json from the archive and refuse anything that is not a built-in Keras object.
-
-    Runs before Keras deserializes anything, so a Lambda layer or custom class
-    is refused without being imported or executed.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise StudentCodeError(f"The saved model is not a valid .keras file ({type(exc).__name__}: {exc}).") from None
-    refuse_unsafe(config)
-    return config
-
-
-def refuse_unsafe(config: dict) -> None:
-    """Raise StudentCodeError for any object in a Keras config that is not a built-in Keras object."""
-    for node in _walk(config):
-        name = node.get("class_name")
-        if name is None or "module" not in node:
-            continue
-        if name in ("Lambda", "TFSMLayer"):
-            raise StudentCodeError(
-                f"The model contains a {name} layer; it runs arbitrary code, so the grader refuses it "
-                "(safe_mode). Use built-in Keras layers instead (e.g. Rescaling, Reshape, Activation)."
-            )
-        module = node.get("module") or ""
-        registered = node.get("registered_name")
-        custom = registered is not None and registered != name  # built-in Keras objects carry none
-        if custom or (module and not module.startswith(_ALLOWED_MODULE_PREFIXES) and module != "builtins"):
-            raise StudentCodeError(
-                f"The model uses {name!r} from {(registered if custom else module)!r}, "
-                "which is not a built-in Keras object; "
-                "the grader only loads built-in Keras layers, losses and optimizers (safe_mode). "
-                "Rewrite it with layers from keras.layers."
-            )
-
-
-def load_model(path: Path):
-    """Load a student's ``.keras`` file with ``safe_mode=True``."""
-    import keras
-
-    inspect_archive(path)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=True)
-    except Exception as exc:  # noqa: BLE001 - any load failure is reported, never executed further
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StudentCodeError(
-            f"The grader could not load the model in safe mode ({type(exc).__name__}: {first[:300]})."
-        ) from None
-    if not isinstance(model, keras.Model):
-        raise StudentCodeError(f"Expected a Keras model in the file. Received: {type(model).__name__}.")
-    return model
-
-
-def check_io(model, num_classes: int = NUM_CLASSES) -> None:
-    """The model must take a batch of 28x28x1 images and give one score per class."""
-    from keras import ops
-
-    try:
-        out = model(np.zeros((2, *INPUT_SHAPE), "float32"), training=False)
-    except Exception as exc:  # noqa: BLE001
-        raise StudentCodeError(
-            f"The model does not accept a batch of 28x28x1 images: expected input shape (None, 28, 28, 1) "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})."
-        ) from None
-    shape = tuple(ops.shape(out))
-    if shape != (2, num_classes):
-        raise StudentCodeError(
-            f"Expected output shape (None, {num_classes}): one score per class. "
-            f"Received: (None, {', '.join(str(s) for s in shape[1:])})."
-        )
+from ..course import Compile, Profile
+from ..errors import StudentCodeError, first_line
+from ..protocol import FitOptions
+from .loading import NUM_CLASSES
 
 
 @dataclass(frozen=True)
@@ -204,23 +113,6 @@ def _compile_defaults(model, defaults: Compile) -> None:
     model.compile(optimizer=optimizer, loss=defaults.loss, metrics=list(defaults.metrics))
 
 
-def parse_options(raw: dict | None, entry: str = "fit_options") -> FitOptions:
-    """Validate the training options a notebook returned (data only) or say what was expected."""
-    if raw is None:
-        return FitOptions()
-    try:
-        return FitOptions.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']} (received {e.get('input')!r})"
-            for e in exc.errors())
-        raise StudentCodeError(
-            f"{entry}() returned options the grader cannot use: {problems}. Expected a dict such as "
-            "{'validation_split': 0.2, 'early_stopping': {'monitor': 'val_loss', 'patience': 3, "
-            "'restore_best_weights': True}}, or {} for none."
-        ) from None
-
-
 def _wants_one_hot(model) -> bool:
     loss = model.loss
     name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
@@ -305,9 +197,8 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
                             verbose=0, callbacks=callbacks,
                             validation_data=(x_val, targets(y_val)) if x_val is not None else None)
     except Exception as exc:  # noqa: BLE001 - a student's compile settings can make fit fail
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise StudentCodeError(
-            f"Training failed with the model's compile settings ({type(exc).__name__}: {first[:300]}). "
+            f"Training failed with the model's compile settings ({type(exc).__name__}: {first_line(exc)}). "
             "Compile with loss='sparse_categorical_crossentropy' for integer labels, or leave the model "
             "uncompiled to use the course defaults."
         ) from None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 
+from .bank import Quiz
 from .questions import AnswerFormatError, grade, parse
-from .quiz import Quiz
 
 HINT_WORDS = {"h", "hint", "?"}
 

@@ -1,7 +1,7 @@
 """The quiz as one self-contained static web page: no server, no network, works on a phone.
 
 The page checks answers in the browser with the same rules as
-:func:`deepgrade.questions.parse` and :func:`~deepgrade.questions.grade`
+:func:`deepgrade.quiz.questions.parse` and :func:`~deepgrade.quiz.questions.grade`
 (tests drive it in headless Chromium). The answers travel in the page, lightly
 encoded: this is a self-check, not an exam; graded quizzes go through nbgrader.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import jinja2
 
-from .quiz import Quiz
+from .bank import Quiz
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("deepgrade", "templates"), autoescape=True)
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("deepgrade.quiz", "templates"), autoescape=True)
 
 
 def _payload(quiz: Quiz) -> str:

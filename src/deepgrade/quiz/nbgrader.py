@@ -17,8 +17,8 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from .bank import Quiz
 from .questions import AnswerFormatError, Variant, grade, parse
-from .quiz import Quiz
 
 NBGRADER_VARIANT = "nbgrader"  # the student id that seeds the one variant every student gets in nbgrader
 
@@ -71,7 +71,7 @@ def source_notebook(quiz: Quiz) -> nbformat.NotebookNode:
                           grade=False, solution=True, locked=False, grade_id=f"q{number}_answer"))
         spec = {"answer": v.answer, "tolerance": v.tolerance, "choices": list(v.choices), "hint": v.hint}
         cells.append(_nbg(new_code_cell(
-            "from deepgrade.quiz_nb import answer_check\n"
+            "from deepgrade.quiz import answer_check\n"
             f"answer_check({number}, answer_{number}, {v.kind!r})\n"
             "### BEGIN HIDDEN TESTS\n"
             f"answer_check({number}, answer_{number}, {v.kind!r}, {spec!r})\n"

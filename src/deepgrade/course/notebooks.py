@@ -1,4 +1,8 @@
-"""Make a filled-in notebook from a stub: what a student hands in, for tests, demos and calibration."""
+"""The course's notebooks: which cells are tests or answers, and a stub filled with an answer file.
+
+A filled stub is what a student hands in; tests, the demo and calibration make them from
+``tests/submissions/<exercise>/<answer>.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import ast
 from pathlib import Path
 
 import nbformat
+
+SKIP_TAG = "deepgrade-skip"  # cells with this tag are not run by the grader (a student's own experiments)
 
 
 def is_test_cell(cell) -> bool:

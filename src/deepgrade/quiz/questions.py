@@ -11,12 +11,13 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from . import convmath
+from .. import convmath
 
 KINDS = ("int", "float", "matrix", "shape", "choice")
 
@@ -194,7 +195,7 @@ def gen_stack_shape(rng: np.random.Generator, *, size=(16, 64), channels=(1, 3),
         if current < 2:
             break
     shapes = convmath.conv_stack_shapes(h, h, c, layers)
-    steps = "; ".join(f"{t} -> {s[0]}x{s[1]}x{s[2]}" for t, s in zip(text, shapes))
+    steps = "; ".join(f"{t} -> {s[0]}x{s[1]}x{s[2]}" for t, s in zip(text, shapes, strict=True))
     return dict(
         kind="shape", params=dict(input=[h, h, c], layers=layers),
         prompt=f"An input of shape ({h}, {h}, {c}) goes through, in order: " + ", ".join(text)
@@ -247,7 +248,7 @@ def gen_conv_value(rng: np.random.Generator, *, size=5, kernel=3, values=(0, 1),
     out = convmath.convolve2d(image, k)
     i, j = (int(v) for v in rng.integers(0, out.shape[0], size=2))
     window = image[i:i + kernel, j:j + kernel]
-    terms = " + ".join(f"{a}*{b}" for a, b in zip(window.ravel().tolist(), k.ravel().tolist()))
+    terms = " + ".join(f"{a}*{b}" for a, b in zip(window.ravel().tolist(), k.ravel().tolist(), strict=True))
     return dict(
         kind="int", params=dict(image=image.tolist(), kernel=k.tolist(), row=i + 1, column=j + 1),
         prompt=(f"A {kernel}x{kernel} kernel\n{_matrix_text(k)}\nslides (stride 1, no padding) over the image\n"

@@ -8,6 +8,7 @@ Debian's copies and Keras' own downloads (gzipped differently) both pass.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraderError
+from ..errors import GraderError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 SUBDIR = Path("datasets") / "fashion-mnist"
@@ -112,8 +113,13 @@ class Split:
         return len(self.y)
 
 
+@functools.cache
 def load() -> tuple[Split, Split]:
-    """(train, test) as float32 images in [0, 1] of shape (28, 28, 1), through the stock Keras loader."""
+    """(train, test) as float32 images in [0, 1] of shape (28, 28, 1), through the stock Keras loader.
+
+    Verified and read once per process: a grader that grades many submissions pays for it once. The arrays
+    are read-only; take copies (fancy indexing does) before changing them.
+    """
     install()
     import keras
 
@@ -122,4 +128,6 @@ def load() -> tuple[Split, Split]:
 
 
 def _prepare(x: np.ndarray, y: np.ndarray) -> Split:
-    return Split((x.astype("float32") / 255.0)[..., None], y.astype("int64"))
+    images, labels = (x.astype("float32") / 255.0)[..., None], y.astype("int64")
+    images.flags.writeable = labels.flags.writeable = False
+    return Split(images, labels)

@@ -1,7 +1,7 @@
 """Question banks (quizzes/*.yml) and the seeded quiz a student gets from one.
 
 A bank is data: fixed questions taken from the course material and entries
-naming a generator from :mod:`deepgrade.questions`. The student id seeds the
+naming a generator from :mod:`deepgrade.quiz.questions`. The student id seeds the
 variant: the same id always gets the same quiz; different ids get different
 numbers. A mistake in a bank names the file and the question.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import ConfigError
+from ..errors import ConfigError, did_you_mean, validation_problems
 from .questions import GENERATORS, Variant
 
 QUIZ_DIR = "quizzes"
@@ -69,11 +69,9 @@ class GeneratedQuestion(_Strict):
     @model_validator(mode="after")
     def _known_generator(self):
         if self.generator not in GENERATORS:
-            import difflib
-
-            close = difflib.get_close_matches(self.generator, list(GENERATORS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"generator: expected one of {sorted(GENERATORS)}. Received: {self.generator!r}.{hint}")
+            hint = did_you_mean(self.generator, GENERATORS)
+            raise ValueError(f"generator: expected one of {sorted(GENERATORS)}. Received: {self.generator!r}."
+                             + (f" {hint}" if hint else ""))
         return self
 
 
@@ -112,12 +110,9 @@ def available(root: Path) -> list[str]:
 def load_bank(name: str, root: Path) -> Bank:
     path = bank_path(name, root)
     if not path.is_file():
-        import difflib
-
         names = available(root)
-        close = difflib.get_close_matches(name, names, n=1)
         raise ConfigError(f"Unknown quiz: expected one of {', '.join(names) or '(none)'}. Received: {name!r}.",
-                          tip=f"Did you mean {close[0]!r}?" if close else f"Question banks live in {root / QUIZ_DIR}.")
+                          tip=did_you_mean(name, names) or f"Question banks live in {root / QUIZ_DIR}.")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -137,20 +132,16 @@ def load_bank(name: str, root: Path) -> Bank:
 
 
 def _describe(exc: ValidationError, path: Path, raw: list) -> str:
-    lines = [f"{path}: {exc.error_count()} problem(s):"]
-    for err in exc.errors():
-        loc = list(err["loc"])
-        where = ".".join(str(p) for p in loc)
+    def where(loc: tuple) -> str:
         if len(loc) >= 2 and loc[0] == "questions" and isinstance(loc[1], int):
             qid = raw[loc[1]].get("id", "?") if loc[1] < len(raw) and isinstance(raw[loc[1]], dict) else "?"
             # pydantic names the union branch ("FixedQuestion"/"GeneratedQuestion"); keep the field path only.
             rest = [str(p) for p in loc[2:] if p not in ("FixedQuestion", "GeneratedQuestion")]
-            where = f"question {loc[1] + 1} (id {qid!r})" + (f", {'.'.join(rest)}" if rest else "")
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        lines.append(f"  {where}: {msg}")
-    return "\n".join(lines)
+            return f"question {loc[1] + 1} (id {qid!r})" + (f", {'.'.join(rest)}" if rest else "")
+        return ".".join(str(p) for p in loc) or "(top level)"
+
+    problems = validation_problems(exc, Bank, where=where)
+    return f"{path}: {len(problems)} problem(s):\n" + "\n".join(f"  {p}" for p in problems)
 
 
 def student_seed(quiz: str, student: str) -> int:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import ipywidgets as w
 
+from .bank import Quiz, load_bank, make_quiz
 from .questions import AnswerFormatError, Variant, grade, parse
-from .quiz import Quiz, load_bank, make_quiz
 
 
 class QuestionBox(w.VBox):
@@ -64,7 +64,7 @@ class QuizWidget(w.VBox):
 
 def show(name: str, student: str, course: Path | str | None = None) -> QuizWidget:
     """The quiz ``name`` for ``student`` as a widget (the notebook displays the returned value)."""
-    from .config import find_course_root
+    from ..course import find_course_root
 
     root = Path(course) if course else find_course_root()
     return QuizWidget(make_quiz(load_bank(name, root), student))

@@ -10,16 +10,11 @@ Received: units=128."
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-from .errors import DeepgradeError
-
-
-class CheckFailed(DeepgradeError, AssertionError):
-    """A check did not pass; the message is for the student."""
-
-    exit_code = 1
+from ...errors import CheckFailed
 
 
 @dataclass(frozen=True)
@@ -173,9 +168,9 @@ def check_parameters(model, expected: Sequence[Layer], input_shape: tuple[int, .
     got_total = model.count_params()
     if got_total == want_total:
         return f"{got_total:,} parameters, as expected."
-    weighted_want = [(w, n) for w, n in zip(expected, want_each) if n]
+    weighted_want = [(w, n) for w, n in zip(expected, want_each, strict=True) if n]
     weighted_got = [o for o in observed if o.params]
-    for (want, n), got in zip(weighted_want, weighted_got):
+    for (want, n), got in zip(weighted_want, weighted_got, strict=False):
         if got.params != n:
             raise CheckFailed(
                 f"{got.label()}: expected {n:,} parameters (as {want} has). Received: {got.params:,}. "
@@ -221,26 +216,6 @@ def check_output_shapes(model, expected: Sequence[Layer], input_shape: tuple[int
     return "output shapes as expected: " + " -> ".join("x".join(str(d) for d in s[1:]) for s in want) + "."
 
 
-def require_threshold(threshold: float | None, name: str) -> float:
-    """The profile's threshold for check ``name``; a course without one is told so (never a silent pass)."""
-    if threshold is None:
-        raise CheckFailed(f"No {name} threshold is set for this profile in course.yml; tell your instructor.")
-    return threshold
-
-
-def check_accuracy(training, threshold: float | None) -> str:
-    """Test accuracy, measured by the grader after it trained the model, against the profile's threshold."""
-    threshold = require_threshold(threshold, "accuracy")
-    got = training.test_accuracy
-    budget = training.budget()
-    if got < threshold:
-        raise CheckFailed(
-            f"Test accuracy: expected at least {threshold:.3f}. Received: {got:.4f} ({budget}). "
-            "Check the activations (relu inside, softmax at the end) and, if you compile the model, "
-            "the loss and optimizer.")
-    return f"test accuracy {got:.4f} >= {threshold:.3f} ({budget})."
-
-
 REGULARIZATION_LAYERS = frozenset({
     "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
     "BatchNormalization", "LayerNormalization", "GroupNormalization", "ActivityRegularization",
@@ -279,19 +254,6 @@ def check_keeps_layers(model, kept: Sequence[Layer], allowed: frozenset[str] = R
                    ("kernel_regularizer", "bias_regularizer", "activity_regularizer"))]
     said = ", ".join(added + ([f"weight penalties on {len(regularized)} layer(s)"] if regularized else [])) or "nothing"
     return f"the baseline's layers are kept ({', '.join(map(str, kept))}); added: {said}."
-
-
-def check_gap(training, threshold: float | None) -> str:
-    """Train-minus-test accuracy, both measured by the grader, against the profile's maximum."""
-    threshold = require_threshold(threshold, "gap")
-    said = (f"train accuracy {training.train_accuracy:.4f}, test accuracy {training.test_accuracy:.4f}, "
-            f"{training.budget()}")
-    if training.gap > threshold:
-        raise CheckFailed(
-            f"The model still over-fits: expected a train-minus-test accuracy gap of at most {threshold:.3f}. "
-            f"Received: {training.gap:.4f} ({said}). Add dropout, an L2 kernel_regularizer, batch "
-            "normalization, augmentation layers, or early stopping in fit_options().")
-    return f"gap {training.gap:.4f} <= {threshold:.3f} ({said})."
 
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")

@@ -7,6 +7,9 @@ import platform
 import sys
 from importlib import metadata
 
+from ..course import PROFILES
+from ..errors import ConfigError, did_you_mean
+
 
 def has_gpu() -> bool:
     """Whether the trusted grader's Keras backend sees a GPU."""
@@ -28,10 +31,16 @@ def has_gpu() -> bool:
     return False
 
 
+PROFILE_ENV = "DEEPGRADE_PROFILE"  # overrides the profile chosen from the device
+
+
 def default_profile() -> str:
-    """``full`` on a GPU, ``smoke`` on a CPU; ``DEEPGRADE_PROFILE`` overrides."""
-    chosen = os.environ.get("DEEPGRADE_PROFILE")
+    """``full`` on a GPU, ``smoke`` on a CPU; ``$DEEPGRADE_PROFILE`` overrides (smoke or full)."""
+    chosen = os.environ.get(PROFILE_ENV, "").strip()
     if chosen:
+        if chosen not in PROFILES:
+            raise ConfigError(f"{PROFILE_ENV}: expected one of {', '.join(PROFILES)}. Received: {chosen!r}.",
+                              tip=did_you_mean(chosen, PROFILES) or f"Unset {PROFILE_ENV} to choose from the device.")
         return chosen
     return "full" if has_gpu() else "smoke"
 

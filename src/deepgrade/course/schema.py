@@ -1,0 +1,103 @@
+"""course.yml's schema: the course as frozen pydantic models (validated by :mod:`.loader`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+COURSE_FILE = "course.yml"
+PROFILES = ("smoke", "full")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sandbox(_Strict):
+    """Limits for the subprocess that runs student code."""
+
+    time_limit_s: Annotated[float, Field(gt=0, description="wall-clock limit for running the notebook and build_model()")] = 120
+    memory_limit_mb: Annotated[int, Field(ge=512, description="address-space limit of the student process")] = 4096
+
+
+class Compile(_Strict):
+    """Compile settings used when the student's model comes back uncompiled."""
+
+    optimizer: str = "adam"
+    learning_rate: Annotated[float | None, Field(gt=0)] = None
+    loss: str = "sparse_categorical_crossentropy"
+    metrics: list[str] = ["accuracy"]
+
+
+class Check(_Strict):
+    points: Annotated[float, Field(gt=0)]
+    description: str = ""
+
+
+class Thresholds(_Strict):
+    accuracy: Annotated[float | None, Field(ge=0, le=1, description="minimum accuracy on the official test set")] = None
+    gap: Annotated[float | None, Field(ge=0, le=1, description="maximum train-minus-test accuracy gap")] = None
+    gain: Annotated[float | None, Field(ge=-1, le=1, description=(
+        "transfer: minimum test accuracy above the same head trained alone on the same images"))] = None
+    fine_tuning: Annotated[float | None, Field(ge=0, le=1, description=(
+        "transfer: minimum test accuracy of the fine-tuned model (it must not collapse)"))] = None
+
+
+class Profile(_Strict):
+    """A training budget and the thresholds that go with it."""
+
+    train_size: Annotated[int | None, Field(gt=0, le=60000, description="training images used (None: all 60,000)")] = None
+    epochs: Annotated[int, Field(gt=0)]
+    batch_size: Annotated[int, Field(gt=0)] = 128
+    thresholds: Thresholds = Thresholds()
+
+
+class Baseline(_Strict):
+    """A naive answer that calibration trains beside the reference; it must fail the checks it names."""
+
+    answer: str  # a file of solution-cell code, as in tests/submissions/
+    fails: list[str]
+
+
+class Pretrain(_Strict):
+    """How `deepgrade pretrain` builds the course's own feature extractor (reproducible from these)."""
+
+    source_classes: Annotated[list[int], Field(min_length=2, description="Fashion-MNIST labels of the source task")]
+    images_per_class: Annotated[int | None, Field(gt=0)] = None  # None: every training image of those classes
+    epochs: Annotated[int, Field(gt=0)] = 3
+    batch_size: Annotated[int, Field(gt=0)] = 128
+    seed: int = 0
+
+
+class Transfer(_Strict):
+    """The transfer-learning task: a pretrained base from a handle, a small labelled target task."""
+
+    handle: Annotated[str, Field(description=(
+        "the feature extractor: a SavedModel folder relative to course.yml, or a TF Hub / Kaggle URL"))]
+    classes: Annotated[list[int], Field(min_length=2, description="Fashion-MNIST labels of the target task")]
+    images_per_class: Annotated[int, Field(gt=0, le=100)] = 100
+    finetune_warmup: Annotated[float, Field(ge=0, lt=1, description=(
+        "share of the profile's epochs that train the new head with the base frozen before the fine-tuning "
+        "model trains with its own settings (the Keras guide's recipe); 0 fine-tunes from a fresh head"))] = 0.5
+    pretrain: Pretrain | None = None  # how the offline default base was built
+
+
+class Exercise(_Strict):
+    title: str
+    notebook: str
+    autograder: str
+    entry: str = "build_model"
+    extra_entries: list[str] = []  # more functions the notebook defines and the checks grade
+    options: str | None = None  # an optional function returning training options as data (early stopping)
+    transfer: Transfer | None = None
+    checks: dict[str, Check]
+    compile: Compile = Compile()
+    sandbox: Sandbox = Sandbox()
+    profiles: dict[Literal["smoke", "full"], Profile]
+    baselines: dict[str, Baseline] = {}
+
+
+class Course(_Strict):
+    name: str
+    exercises: dict[str, Exercise]

@@ -1,0 +1,247 @@
+"""Grading as a library call: :func:`grade` runs an exercise's autograder in this process, on a built submission.
+
+The autograder is a pytest module; :func:`grade` runs it with ``pytest.main`` in-process (Keras and the
+data are imported and loaded once per process, so a worker grades many submissions without a new
+interpreter each), selecting the requested checks by exact test name. Its :class:`GradingRun` is the pytest
+plugin object of that session: the fixtures of :mod:`.plugin` read the course, the submission, the profile
+and the seed from it, and each check's result lands on it. :func:`grade_notebook` runs the notebook in the
+student's sandbox first; ``deepgrade check`` and nbgrader both call it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..course import LoadedCourse, find_course_root, load_course
+from ..errors import ConfigError, GraderError, did_you_mean
+from ..protocol import CheckResult, GradeRequest, Report, Submission
+
+RUN = pytest.StashKey["GradingRun"]()
+_MODULE_NAME = re.compile(r"^test_(?P<exercise>\w+)\.py$")
+
+
+def check_name(test_name: str) -> str | None:
+    """The check a test grades: ``test_parameters`` -> ``parameters``."""
+    return test_name[len("test_"):] if test_name.startswith("test_") else None
+
+
+class GradingRun:
+    """One grade in progress: what is graded, under which profile and seed, and the results so far.
+
+    Built with a course and exercise (by :func:`grade`), or from pytest's command line (``from_options``),
+    where the exercise is known only once the autograder module is (``bind``).
+    """
+
+    def __init__(self, course: LoadedCourse | None, exercise: str | None, submission: Submission | None = None, *,
+                 notebook: Path | None = None, entry: str | None = None, profile: str | None = None,
+                 seed: int | None = None, only: list[str] | None = None):
+        self.course, self.exercise_name = course, exercise
+        self._submission, self.notebook = submission, notebook
+        self._entry, self._profile_name, self._only = entry, profile, only
+        self.seed: int = seed if seed is not None else secrets.randbelow(2**31)
+        self.exercise = self.profile = self.profile_name = None
+        self.checks: list[str] = []
+        self.results: dict[str, CheckResult] = {}
+        self.environment: dict[str, Any] = {}
+        self.problem: str | None = None  # why no grade can be written (the autograder does not fit course.yml)
+        self.started = time.time()
+        self._tmp = tempfile.TemporaryDirectory(prefix="deepgrade-grader-")
+        if course is not None and exercise is not None:
+            self._setup()
+
+    @classmethod
+    def from_options(cls, config: pytest.Config) -> "GradingRun":
+        opt = config.getoption
+        model, notebook = opt("--deepgrade-model"), opt("--deepgrade-notebook")
+        submission = Submission.of_model(opt("--deepgrade-entry") or "", Path(model).resolve()) if model else None
+        run = cls(None, opt("--deepgrade-exercise"), submission, notebook=Path(notebook).resolve() if notebook else None,
+                  entry=opt("--deepgrade-entry"), profile=opt("--deepgrade-profile"), seed=opt("--deepgrade-seed"))
+        run._course_arg = opt("--deepgrade-course")
+        return run
+
+    def bind(self, autograder: Path) -> None:
+        """Set up from the autograder's module, when started from pytest's command line."""
+        if self.exercise is not None:
+            return
+        if self.exercise_name is None:
+            match = _MODULE_NAME.match(autograder.name)
+            if not match:
+                raise ConfigError(f"Cannot tell the exercise from the autograder's name: expected test_<exercise>.py. "
+                                  f"Received: {autograder.name}. Pass --deepgrade-exercise.")
+            self.exercise_name = match["exercise"]
+        self.course = load_course(getattr(self, "_course_arg", None) or find_course_root(autograder.parent))
+        self._setup()
+        if self._submission is not None and "" in self._submission.models:  # a model file given without an entry
+            self._submission = Submission.of_model(self.entry, self._submission.models[""])
+
+    def _setup(self) -> None:
+        from .environment import default_profile
+
+        self.exercise = self.course.exercise(self.exercise_name)
+        self.profile_name = self._profile_name or default_profile()
+        self.profile = self.course.profile(self.exercise_name, self.profile_name)
+        declared = list(self.exercise.checks)
+        unknown = [name for name in self._only or [] if name not in declared]
+        if unknown:
+            raise ConfigError(f"Unknown check of {self.exercise_name!r}: expected one of {', '.join(declared)}. "
+                              f"Received: {unknown[0]!r}.", tip=did_you_mean(unknown[0], declared) or None)
+        self.checks = [name for name in declared if self._only is None or name in self._only]
+
+    @property
+    def entry(self) -> str:
+        return self._entry or self.exercise.entry
+
+    @property
+    def submission(self) -> Submission:
+        """The submission; from the command line with a notebook, built in the sandbox on first use."""
+        if self._submission is None:
+            from .. import sandbox
+
+            self._submission = sandbox.run_notebook(
+                self.notebook, [self.exercise.entry, *self.exercise.extra_entries],
+                Path(self._tmp.name) / "models", _limits(self.exercise),
+                options=self.exercise.options, base=self.base_path() if self.exercise.transfer else None)
+        return self._submission
+
+    def base_path(self) -> Path:
+        from ..pretrained import resolve
+
+        return resolve(self.course.base_handle(self.exercise_name))
+
+    def record(self, **metrics: float) -> None:
+        """Numbers the grade is made of, kept in ``environment.metrics`` (and read by `deepgrade calibrate`)."""
+        self.environment.setdefault("metrics", {}).update({k: round(float(v), 6) for k, v in metrics.items()})
+
+    def mismatch(self, tests: set[str]) -> str | None:
+        """Why the autograder's tests and course.yml's checks do not correspond, or None."""
+        declared = set(self.exercise.checks)
+        unknown = sorted(t for t in tests if t not in declared)
+        if unknown:
+            return (f"Autograder tests without a check in course.yml: {unknown}. "
+                    f"Expected one test_<check> per check in exercises.{self.exercise_name}.checks "
+                    f"({sorted(declared)}).")
+        missing = sorted(declared - tests)
+        if missing:
+            return (f"course.yml declares checks with no test in the autograder: {missing}. "
+                    f"Add test_{missing[0]} to the autograder or remove the check.")
+        return None
+
+    def report(self) -> Report:
+        """The grade: a result per requested check, in course.yml's order, and the environment."""
+        from .environment import describe
+
+        try:
+            self.environment.update(describe())
+        except Exception as exc:  # noqa: BLE001 - a grade is never lost for want of its metadata
+            self.environment["describe_error"] = f"{type(exc).__name__}: {exc}"
+        sub = self._submission
+        if sub is not None and sub.network is not None:
+            self.environment.update(sandbox_seconds=round(sub.seconds, 2), sandbox_network=sub.network)
+        self.environment.update(seed=self.seed, grade_seconds=round(time.time() - self.started, 2))
+        checks = [self.results[name] for name in self.checks if name in self.results]
+        return Report(exercise=self.exercise_name, profile=self.profile_name, checks=checks,
+                      environment=self.environment)
+
+    # -- the in-process pytest session ------------------------------------------------
+    def pytest_configure(self, config: pytest.Config) -> None:
+        config.stash[RUN] = self
+
+    def execute(self) -> Report:
+        autograder = self.course.autograder(self.exercise_name)
+        # importlib mode with the filesystem root as rootdir: the module is named after its absolute path, so
+        # an autograder is imported once per process, and never mistaken for another module named test_mlp.
+        args = [str(autograder), "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "-p", "no:xdist",
+                "-p", "no:randomly", "--import-mode=importlib", "--rootdir", autograder.anchor,
+                "--confcutdir", str(autograder.parent), "-c", os.devnull, "-W", "ignore::DeprecationWarning"]
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                code = pytest.main(args, plugins=[self])
+        finally:
+            self._tmp.cleanup()
+        if self.problem:
+            raise ConfigError(f"{autograder}: {self.problem}")
+        missing = [name for name in self.checks if name not in self.results]
+        if missing:
+            tail = "\n".join(log.getvalue().strip().splitlines()[-15:])
+            raise GraderError(f"The autograder {autograder.name} for {self.exercise_name!r} ended (pytest exit code "
+                              f"{int(code)}) without a result for {missing}. Its last output:\n{tail}")
+        return self.report()
+
+
+def _limits(exercise):
+    from ..sandbox import Limits
+
+    return Limits(exercise.sandbox.time_limit_s, exercise.sandbox.memory_limit_mb)
+
+
+def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profile: str | None = None,
+          seed: int | None = None, only: list[str] | None = None) -> Report:
+    """Grade a built ``submission`` for ``exercise``: every check (or those in ``only``), in this process.
+
+    ``seed`` defaults to a fresh random one and ``profile`` to the device's; both are recorded in the report.
+    The student's faults become failed checks with a message; :class:`ConfigError` when the autograder and
+    course.yml disagree, :class:`GraderError` when the grader itself could not produce a result.
+    """
+    import keras
+
+    keras.backend.clear_session()  # nothing of the previous grade in this process carries over
+    return GradingRun(course, exercise, submission, profile=profile, seed=seed, only=only).execute()
+
+
+def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profile: str | None = None,
+                   seed: int | None = None, only: list[str] | None = None) -> Report:
+    """Run ``notebook`` in the student's sandbox, then :func:`grade` what it built."""
+    from .. import sandbox
+
+    ex = course.exercise(exercise)
+    with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
+        base = None
+        if ex.transfer is not None:
+            from ..pretrained import resolve
+
+            base = resolve(course.base_handle(exercise))
+        submission = sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], Path(tmp), _limits(ex),
+                                          options=ex.options, base=base)
+        return grade(course, exercise, submission, profile=profile, seed=seed, only=only)
+
+
+def grade_request(request: GradeRequest) -> Report:
+    """Grade a model file given in a :class:`GradeRequest` (the grader process's input)."""
+    course = load_course(request.course)
+    entry = request.entry or course.exercise(request.exercise).entry
+    submission = Submission.of_model(entry, request.model, request.options)
+    run = GradingRun(course, request.exercise, submission, entry=entry, profile=request.profile, seed=request.seed,
+                     only=request.only)
+    import keras
+
+    keras.backend.clear_session()
+    return run.execute()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m deepgrade.grader REQUEST.json REPORT.json``: the grader in a process of its own."""
+    from ..errors import DeepgradeError, said
+
+    request_file, report_file = argv
+    try:
+        report = grade_request(GradeRequest.model_validate_json(Path(request_file).read_text()))
+    except Exception as exc:  # noqa: BLE001 - whatever happens is said in the error file, never lost
+        known = isinstance(exc, DeepgradeError)
+        Path(report_file).with_suffix(".error.json").write_text(json.dumps({
+            "kind": type(exc).__name__ if known else "GraderError",
+            "message": exc.message if known else f"The grader failed ({said(exc)}).", "tip": exc.tip if known else None}))
+        return exc.exit_code if known else GraderError.exit_code
+    report.write(Path(report_file))
+    return 0

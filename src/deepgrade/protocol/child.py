@@ -1,0 +1,38 @@
+"""The sandbox's conversation with the child process that runs the student's notebook.
+
+The sandbox writes a :class:`ChildRequest`; the child writes a :class:`ChildResult` (rewritten after each
+entry function, so a crash later keeps what was done). Nothing in a result is trusted beyond its messages:
+the grader only ever loads the model files, itself.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ChildRequest(_Message):
+    notebook: str                 # relative to the child's working directory (files.NOTEBOOK)
+    models: str                   # folder to save into (files.MODELS)
+    entries: list[str]            # entry functions to call, the exercise's main one first
+    options: str | None = None    # the optional function returning training options as data
+    base: str | None = None       # folder of the pretrained base, for entry functions that take an argument
+
+
+class Outcome(_Message):
+    """What became of one function call: ``ok``, or a message saying why not."""
+
+    ok: bool = False
+    absent: bool = False          # an optional function the notebook does not define
+    ename: str | None = None      # the exception's type, when the call raised
+    message: str | None = None
+
+
+class ChildResult(_Message):
+    entries: dict[str, Outcome] = {}
+    options: Outcome | None = None
+    ename: str | None = None      # the notebook itself failed (a cell raised, or it could not be read)
+    message: str | None = None
