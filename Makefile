@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup data demo test clean
+.PHONY: setup data demo test lint clean
 
 setup: $(STAMP) data
 
@@ -42,8 +42,13 @@ data: $(STAMP) $(DEBIAN_DATA)
 demo: setup
 	$(BIN)/deepgrade demo
 
-test: setup $(CHROMIUM)
-	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto
+lint: $(STAMP)
+	$(BIN)/ruff check src tests autograders
+
+# Real grades are shared across the run (tests/conftest.py `graded`); `-m "not slow"` leaves out every test that
+# grades end to end or trains.
+test: setup lint $(CHROMIUM)
+	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto --dist worksteal
 
 clean:
 	rm -rf $(VENV) build

@@ -35,8 +35,8 @@ def test_valid_padding_in_the_strided_part_names_the_layer(checked):
     assert checks["strided_parameters"].passed
 
 
-def test_one_unwritten_function_does_not_zero_the_other(graded):
-    checks = by_name(graded("cnn", "kernel5_no_strided"))
+def test_one_unwritten_function_does_not_zero_the_other(checked):
+    checks = by_name(checked("cnn", "kernel5_no_strided", NO_TRAINING))
     assert "Layer 1 (Conv2D " in checks["architecture"].message
     assert "expected kernel_size=(3, 3). Received: kernel_size=(5, 5)." in checks["architecture"].message
     assert "expected output shape (None, 26, 26, 64). Received: (None, 24, 24, 64)." in checks["output_shapes"].message

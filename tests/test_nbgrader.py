@@ -13,7 +13,6 @@ import pytest
 from conftest import REPO
 from deepgrade.course import fill
 from deepgrade.demo import gradebook, nbgrader, nbgrader_config, run_demo, tool_env
-from deepgrade.grader import grade_notebook
 from deepgrade.quiz import NBGRADER_VARIANT, available, load_bank, make_quiz, source_notebook
 
 NBGRADER = str(Path(sys.executable).parent / "nbgrader")
@@ -67,19 +66,18 @@ def test_test_cells_match_course_yml(course):
 
 
 @pytest.mark.slow
-def test_autograde_records_the_same_points_as_deepgrade_check(tmp_path, course):
+def test_autograde_records_the_same_points_as_deepgrade_check(tmp_path, course, graded):
     out = tmp_path / "demo"
-    rows = run_demo(course, out, profile="smoke", seed=3)
+    rows = run_demo(course, out, profile="smoke", seed=1)
     by_student = {row["student"]: row for row in rows}
     assert set(by_student) == {"alice", "bob", "carol"}
     assert by_student["alice"]["score"] == 5 and by_student["carol"]["score"] == 0
-    for student in ("alice", "bob", "carol"):
-        submitted = out / "submitted" / student / "mlp" / "mlp.ipynb"
-        report = grade_notebook(course, "mlp", submitted, profile="smoke", seed=3)
+    for student, answer in {"alice": "correct", "bob": "wrong_layer", "carol": "raises"}.items():
+        report = graded("mlp", answer)  # the same filled stub, graded by `deepgrade check`'s library call
         assert by_student[student]["checks"] == {c.name: c.points for c in report.checks}, student
         assert by_student[student]["score"] == report.score
         recorded = json.loads((out / "autograded" / student / "mlp" / "mlp.deepgrade.json").read_text())
-        assert recorded["environment"]["seed"] == 3 and recorded["environment"]["device"] == "cpu"
+        assert recorded["environment"]["seed"] == 1 and recorded["environment"]["device"] == "cpu"
     bob = (out / "feedback" / "bob" / "mlp" / "mlp.html").read_text()
     assert "expected Dropout(rate=0.4). Received: Dense." in bob
     with open(out / "grades.csv") as f:

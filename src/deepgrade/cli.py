@@ -199,15 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
-    except (typer.BadParameter, typer.Abort) as exc:  # click usage errors
+    except (typer.TyperException, typer.Abort) as exc:  # usage errors (typer's own click: no such option, ...)
         _usage(exc)
         return 2
-    except Exception as exc:  # noqa: BLE001 - click's usage errors, and anything unexpected
-        import click
-
-        if isinstance(exc, click.ClickException):
-            _usage(exc)
-            return 2
+    except Exception as exc:  # noqa: BLE001 - anything unexpected is the grader's failure, never "a check failed"
         return _crashed(exc)
     return 0
 
