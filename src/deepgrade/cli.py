@@ -8,6 +8,7 @@ code failed, 2 a configuration or usage mistake, 3 the grader itself failed
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -189,6 +190,7 @@ def render(report, console: Console | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (testable without a subprocess)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported: its C++ logs are noise here
     try:
         code = app(args=argv if argv is not None else sys.argv[1:], standalone_mode=False)
         return code if isinstance(code, int) else 0

@@ -186,6 +186,24 @@ def _limits(exercise):
     return Limits(exercise.sandbox.time_limit_s, exercise.sandbox.memory_limit_mb)
 
 
+def _import_keras():
+    """Keras, imported with the process's stderr (fd 2) silenced the first time: TensorFlow's C++ start-up
+    logs ignore TF_CPP_MIN_LOG_LEVEL and would land in a student's check table or nbgrader's log."""
+    import sys
+
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return keras
+
+
 def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profile: str | None = None,
           seed: int | None = None, only: list[str] | None = None) -> Report:
     """Grade a built ``submission`` for ``exercise``: every check (or those in ``only``), in this process.
@@ -194,8 +212,7 @@ def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profil
     The student's faults become failed checks with a message; :class:`ConfigError` when the autograder and
     course.yml disagree, :class:`GraderError` when the grader itself could not produce a result.
     """
-    import keras
-
+    keras = _import_keras()
     keras.backend.clear_session()  # nothing of the previous grade in this process carries over
     return GradingRun(course, exercise, submission, profile=profile, seed=seed, only=only).execute()
 
@@ -224,9 +241,7 @@ def grade_request(request: GradeRequest) -> Report:
     submission = Submission.of_model(entry, request.model, request.options)
     run = GradingRun(course, request.exercise, submission, entry=entry, profile=request.profile, seed=request.seed,
                      only=request.only)
-    import keras
-
-    keras.backend.clear_session()
+    _import_keras().backend.clear_session()
     return run.execute()
 
 
