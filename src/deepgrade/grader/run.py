@@ -56,7 +56,7 @@ class GradingRun:
         self.environment: dict[str, Any] = {}
         self.problem: str | None = None  # why no grade can be written (the autograder does not fit course.yml)
         self.started = time.time()
-        self._tmp = tempfile.TemporaryDirectory(prefix="deepgrade-grader-")
+        self._tmp: tempfile.TemporaryDirectory | None = None  # holds the models of a notebook built here
         if course is not None and exercise is not None:
             self._setup()
 
@@ -106,18 +106,12 @@ class GradingRun:
     def submission(self) -> Submission:
         """The submission; from the command line with a notebook, built in the sandbox on first use."""
         if self._submission is None:
-            from .. import sandbox
-
-            self._submission = sandbox.run_notebook(
-                self.notebook, [self.exercise.entry, *self.exercise.extra_entries],
-                Path(self._tmp.name) / "models", _limits(self.exercise),
-                options=self.exercise.options, base=self.base_path() if self.exercise.transfer else None)
+            self._tmp = tempfile.TemporaryDirectory(prefix="deepgrade-grader-")
+            self._submission = build_submission(self.course, self.exercise_name, self.notebook, Path(self._tmp.name))
         return self._submission
 
     def base_path(self) -> Path:
-        from ..pretrained import resolve
-
-        return resolve(self.course.base_handle(self.exercise_name))
+        return _base_path(self.course, self.exercise_name)
 
     def record(self, **metrics: float) -> None:
         """Numbers the grade is made of, kept in ``environment.metrics`` (and read by `deepgrade calibrate`)."""
@@ -169,7 +163,8 @@ class GradingRun:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 code = pytest.main(args, plugins=[self])
         finally:
-            self._tmp.cleanup()
+            if self._tmp is not None:
+                self._tmp.cleanup()
         if self.problem:
             raise ConfigError(f"{autograder}: {self.problem}")
         missing = [name for name in self.checks if name not in self.results]
@@ -180,10 +175,20 @@ class GradingRun:
         return self.report()
 
 
-def _limits(exercise):
-    from ..sandbox import Limits
+def _base_path(course: LoadedCourse, exercise: str) -> Path:
+    from ..pretrained import resolve
 
-    return Limits(exercise.sandbox.time_limit_s, exercise.sandbox.memory_limit_mb)
+    return resolve(course.base_handle(exercise))
+
+
+def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: Path) -> Submission:
+    """Run ``notebook`` in the student's sandbox under the exercise's limits; its models land in ``out``."""
+    from .. import sandbox
+
+    ex = course.exercise(exercise)
+    return sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], out,
+                                sandbox.Limits(ex.sandbox.time_limit_s, ex.sandbox.memory_limit_mb),
+                                options=ex.options, base=_base_path(course, exercise) if ex.transfer else None)
 
 
 def _import_keras():
@@ -220,17 +225,8 @@ def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profil
 def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profile: str | None = None,
                    seed: int | None = None, only: list[str] | None = None) -> Report:
     """Run ``notebook`` in the student's sandbox, then :func:`grade` what it built."""
-    from .. import sandbox
-
-    ex = course.exercise(exercise)
     with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
-        base = None
-        if ex.transfer is not None:
-            from ..pretrained import resolve
-
-            base = resolve(course.base_handle(exercise))
-        submission = sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], Path(tmp), _limits(ex),
-                                          options=ex.options, base=base)
+        submission = build_submission(course, exercise, notebook, Path(tmp))
         return grade(course, exercise, submission, profile=profile, seed=seed, only=only)
 
 
@@ -238,11 +234,8 @@ def grade_request(request: GradeRequest) -> Report:
     """Grade a model file given in a :class:`GradeRequest` (the grader process's input)."""
     course = load_course(request.course)
     entry = request.entry or course.exercise(request.exercise).entry
-    submission = Submission.of_model(entry, request.model, request.options)
-    run = GradingRun(course, request.exercise, submission, entry=entry, profile=request.profile, seed=request.seed,
-                     only=request.only)
-    _import_keras().backend.clear_session()
-    return run.execute()
+    return grade(course, request.exercise, Submission.of_model(entry, request.model, request.options),
+                 profile=request.profile, seed=request.seed, only=request.only)
 
 
 def main(argv: list[str]) -> int:
