@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 CHROMIUM := /usr/bin/chromium
+BWRAP := /usr/bin/bwrap
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # nbgrader runs `alembic` from PATH: the environment's scripts come first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -17,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup data demo test lint clean
 
-setup: $(STAMP) data
+setup: $(STAMP) data $(BWRAP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "deepgrade needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -35,6 +36,11 @@ $(DEBIAN_DATA):
 $(CHROMIUM):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+# Debian's bubblewrap: the jails student notebooks and the trusted grader run in (README: the trust boundary).
+$(BWRAP):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap
 
 data: $(STAMP) $(DEBIAN_DATA)
 	$(BIN)/deepgrade data

@@ -58,6 +58,26 @@ def check(
 
 
 @app.command()
+def sandbox(
+    table: Annotated[bool, typer.Option("--table", help="print the limits table (markdown), as in the README")] = False,
+) -> None:
+    """Say whether this machine can make the bubblewrap jails grading needs, and with which limits."""
+    from .sandbox import isolation, policy
+
+    if table:
+        print(policy.table(), end="")
+        return
+    here = isolation()
+    console = Console()
+    if here.ok:
+        console.print("[green]isolated[/green]: bubblewrap jails work here.")
+    else:
+        console.print(f"[red]not isolated[/red]: {escape(here.reason)}. `nbgrader autograde` refuses to grade "
+                      "unless you opt out (allow_unisolated in course.yml); `deepgrade check` still grades, marked.")
+    console.print(policy.table(), markup=False)
+
+
+@app.command()
 def data(
     source: Annotated[Path, typer.Option(help="folder holding the four Fashion-MNIST .gz files")] = Path(
         "/usr/share/datasets/fashion-mnist"),
@@ -186,6 +206,8 @@ def render(report, console: Console | None = None) -> None:
         + (f"  (seed {env['seed']}, {env.get('device', '?')}, keras {env.get('versions', {}).get('keras', '?')})"
            if "seed" in env else "")
     )
+    if env.get("isolation", "bubblewrap") != "bubblewrap":
+        console.print(f"[yellow]graded without isolation: {escape(env['isolation'].removeprefix('none '))}[/yellow]")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Integer, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from .course import find_course_root, is_test_cell, load_course
 from .errors import DeepgradeError, said
@@ -51,6 +51,8 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
             name=name, passed=False, points=0.0, max_points=points,
             message=f"deepgrade has no check named {name!r} for {report.exercise!r}.")
         cell.outputs = [verdict_output(result)]
+        if env.get("isolation", "bubblewrap") != "bubblewrap":
+            cell.outputs.append(_unisolated_note(env["isolation"]))
         if result.passed and "seed" in env:
             cell.outputs.append(nbformat.v4.new_output(
                 "stream", name="stdout",
@@ -66,6 +68,9 @@ class TrustedGrade(Execute):
     """
 
     profile = Unicode("", help="deepgrade profile (smoke or full); empty: chosen from the device").tag(config=True)
+    allow_unisolated = Bool(None, allow_none=True, help=(
+        "grade where no sandbox can be made (student code then runs with your rights); None: course.yml's "
+        "allow_unisolated. Every grade says it was not isolated.")).tag(config=True)
     seed = Integer(None, allow_none=True, help="training seed; None: a fresh seed per submission").tag(config=True)
     course = Unicode("", help="folder holding course.yml; empty: found from the working directory").tag(config=True)
 
@@ -77,13 +82,14 @@ class TrustedGrade(Execute):
             course = load_course(self.course or find_course_root())
         except DeepgradeError as exc:
             return self._failed(nb, resources, exercise, student, str(exc))
-        if exercise not in course.course.exercises:  # a quiz: nbgrader's own Execute step, unchanged
-            return super().preprocess(nb, resources, retries)
+        if exercise not in course.course.exercises:  # a quiz: answers from the jail, checked here
+            return self._quiz(course, nb, resources, exercise, student)
         try:
             with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
                 path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
                 nbformat.write(nb, path)
-                report = grade_notebook(course, exercise, path, profile=self.profile or None, seed=self.seed)
+                report = grade_notebook(course, exercise, path, profile=self.profile or None, seed=self.seed,
+                                        others=True, allow_unisolated=self.allow_unisolated)
         except Exception as exc:  # noqa: BLE001 - any failure is this notebook's grader failure; the batch goes on
             why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
             return self._failed(nb, resources, exercise, student, why)
@@ -94,6 +100,32 @@ class TrustedGrade(Execute):
         if folder:
             Path(folder, f"{info.get('notebook', 'submission')}.deepgrade.json").write_text(
                 json.dumps(report.to_dict(), indent=2) + "\n")
+        return nb, resources
+
+    def _quiz(self, course, nb: NotebookNode, resources: dict, exercise: str, student: str):
+        """A quiz (any assignment that is not an exercise): the student's cells run in the jail, which sends back
+        only the values the test cells use, as plain data; the test cells (the instructor's, restored by
+        nbgrader) run here on those values alone. Nothing of the student's runs in this process."""
+        from .grader.isolated import isolation_for
+        from .sandbox import run_for_values
+
+        try:
+            isolation = isolation_for(course, others=True, allow_unisolated=self.allow_unisolated)
+            tests = [cell for cell in nb.cells if is_test_cell(cell)]
+            names = sorted(set().union(*(free_names(cell.source) for cell in tests)))
+            with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
+                path = Path(tmp) / "submission.ipynb"
+                nbformat.write(nb, path)
+                ran = run_for_values(path, names)
+        except Exception as exc:  # noqa: BLE001 - this notebook's failure; the batch goes on
+            why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
+            return self._failed(nb, resources, exercise, student, why)
+        for cell in tests:
+            cell.outputs = [quiz_verdict(cell.source, ran)]
+            if not isolation.ok:
+                cell.outputs.append(_unisolated_note(isolation.label))
+        nb.metadata["deepgrade"] = {"exercise": exercise, "environment": {"isolation": isolation.label}}
+        self.log.info("deepgrade %s/%s: quiz checked (%s)", student, exercise, isolation.label)
         return nb, resources
 
     def _failed(self, nb: NotebookNode, resources: dict, exercise: str, student: str, why: str):
@@ -107,6 +139,46 @@ class TrustedGrade(Execute):
                     traceback=["The grader failed; this is not a problem with your work.", why])]
         nb.metadata["deepgrade"] = report.to_dict()
         return nb, resources
+
+
+def free_names(source: str) -> set[str]:
+    """The names a test cell reads without defining them itself (a quiz's ``answer_3``)."""
+    import ast
+    import builtins
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return read - bound - set(dir(builtins))
+
+
+def quiz_verdict(source: str, ran) -> NotebookNode:
+    """Run one of the instructor's test cells here, on the student's values (plain data) only."""
+    if ran.failure:
+        return nbformat.v4.new_output("error", ename="GraderError", evalue=ran.failure, traceback=[ran.failure])
+    namespace = dict(ran.values)
+    problems = [ran.errors[name] for name in sorted(free_names(source)) if name in ran.errors]
+    if problems:
+        return nbformat.v4.new_output("error", ename="AnswerFormatError", evalue=problems[0], traceback=problems)
+    try:
+        exec(compile(source, "<test cell>", "exec"), namespace)  # noqa: S102 - the instructor's cell, data only
+    except Exception as exc:  # noqa: BLE001 - a failed check is this cell's verdict
+        message = f"{type(exc).__name__}: {exc}"
+        return nbformat.v4.new_output("error", ename=type(exc).__name__, evalue=str(exc), traceback=[message])
+    return nbformat.v4.new_output("stream", name="stdout", text="PASS\n")
+
+
+def _unisolated_note(label: str) -> NotebookNode:
+    return nbformat.v4.new_output("stream", name="stdout",
+                                  text=f"(graded without isolation: {label.removeprefix('none ')})\n")
 
 
 def configure(c) -> None:

@@ -1,8 +1,9 @@
 """Checks a student runs inside their own notebook (the test cells of each exercise).
 
 This is a convenience for the student, not the grade: it saves the model that
-``build_fn()`` returns and hands the file to the trusted grader in a separate
-process (``python -m deepgrade.grader``), never in the student's kernel. When an instructor autogrades, nbgrader does not run these cells:
+``build_fn()`` returns and hands the file to the trusted grader in its own jail
+(``python -m deepgrade.grader`` under bubblewrap; a plain process where no jail
+can be made), never in the student's kernel. When an instructor autogrades, nbgrader does not run these cells:
 deepgrade's trusted grader fills in their results (see ``nbgrader_ext``).
 """
 
@@ -30,7 +31,6 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     """
     from .course import load_course
     from .pretrained import load_base, takes_base
-    from .protocol import GradeRequest, Report
 
     course = load_course()
     if seed is None:
@@ -41,10 +41,8 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
         path = Path(tmp) / "model.keras"
         model.save(path)
-        request = GradeRequest(course=course.root, exercise=exercise, model=path, entry=build_fn.__name__,
-                               options=options() if options is not None else None, profile=profile, seed=seed,
-                               only=[name])
-        report = Report.read(_grader_process(request, Path(tmp)))
+        given = options() if options is not None else None
+        report = _grade(course, exercise, build_fn.__name__, path, given, profile, seed, name, Path(tmp))
     result = report.check(name)
     if result is None:
         raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")
@@ -52,6 +50,24 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
     if not result.passed:
         raise CheckFailed(f"{name}: {result.message}{drawn}")
     print(f"PASS {name} ({result.points:g} / {result.max_points:g}): {result.message}{drawn}")
+
+
+def _grade(course, exercise: str, entry: str, model: Path, options, profile, seed, name: str, folder: Path):
+    """The trusted grader's report on one check, from its own jail (or, where no jail can be made, its own
+    process; the report then says it was not isolated). Never computed in the student's kernel."""
+    from .grader.isolated import grade_in_jail
+    from .protocol import GradeRequest, Report, Submission
+    from .sandbox import isolation
+
+    here = isolation()
+    if here.ok:
+        report = grade_in_jail(course, exercise, Submission.of_model(entry, model, options), profile=profile,
+                               seed=seed, only=[name])
+    else:
+        request = GradeRequest(course=course.root, exercise=exercise, model=model, entry=entry, options=options,
+                               profile=profile, seed=seed, only=[name])
+        report = Report.read(_grader_process(request, folder))
+    return report.model_copy(update={"environment": {**report.environment, "isolation": here.label}})
 
 
 def _grader_process(request, folder: Path) -> Path:

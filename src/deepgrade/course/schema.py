@@ -15,10 +15,18 @@ class _Strict(BaseModel):
 
 
 class Sandbox(_Strict):
-    """Limits for the subprocess that runs student code."""
+    """Limits of the student's jail for this exercise; unset: deepgrade's defaults (the README's limits table)."""
 
-    time_limit_s: Annotated[float, Field(gt=0, description="wall-clock limit for running the notebook and build_model()")] = 120
-    memory_limit_mb: Annotated[int, Field(ge=512, description="address-space limit of the student process")] = 4096
+    time_limit_s: Annotated[float | None, Field(gt=0, description="wall-clock limit for running the notebook and build_model()")] = None
+    memory_limit_mb: Annotated[int | None, Field(ge=512, description="address-space limit per process")] = None
+    cpu_time_s: Annotated[int | None, Field(gt=0, description="CPU time per process")] = None
+    processes: Annotated[int | None, Field(ge=64, description="processes and threads")] = None
+    scratch_mb: Annotated[int | None, Field(ge=16, description="the working directory's size")] = None
+    tmp_mb: Annotated[int | None, Field(ge=16, description="the size of /tmp")] = None
+    file_mb: Annotated[int | None, Field(ge=1, description="the largest file written")] = None
+    open_files: Annotated[int | None, Field(ge=64, description="open files per process")] = None
+    output_kb: Annotated[int | None, Field(ge=1, description="captured output kept")] = None
+    return_mb: Annotated[int | None, Field(ge=1, description="model files returned, in all")] = None
 
 
 class Compile(_Strict):
@@ -100,4 +108,7 @@ class Exercise(_Strict):
 
 class Course(_Strict):
     name: str
+    allow_unisolated: Annotated[bool, Field(description=(
+        "grade other people's work (nbgrader autograde) even where no sandbox can be made; every grade then "
+        "says it was not isolated"))] = False
     exercises: dict[str, Exercise]

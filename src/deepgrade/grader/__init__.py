@@ -1,22 +1,32 @@
 """The trusted grader: load a model file safely, train and evaluate it, run the checks, write the report.
 
-- :func:`grade` (a built submission) and :func:`grade_notebook` (sandbox first): the library call that
-  ``deepgrade check``, nbgrader and calibration share; :mod:`.run`, with the pytest plugin in :mod:`.plugin`;
+- :func:`grade` (a built submission) and :func:`grade_notebook` (the student's jail, then the grader's):
+  the library call that ``deepgrade check``, nbgrader and calibration share; :mod:`.run`, with the pytest
+  plugin in :mod:`.plugin`, and :mod:`.isolated` (the grader in its own jail);
 - loading (:mod:`.loading`), the data (:mod:`.data`), training (:mod:`.training`), the checks autograders
   call (:mod:`.checks`), and the machine a grade records (:mod:`.environment`).
 
-Never imported by the student's side (:mod:`deepgrade.sandbox`).
+Names are loaded on first use (PEP 562): a front door that only starts jails (``deepgrade check``,
+nbgrader) never imports Keras itself. Never imported by the student's side (:mod:`deepgrade.sandbox`).
 """
 
-from . import checks
-from .checks import *  # noqa: F403 - the checks autograders call, re-exported at the grader's door
-from .environment import default_profile, describe, has_gpu
-from .loading import INPUT_SHAPE, NUM_CLASSES, check_io, load_model
-from .run import GradingRun, grade, grade_notebook, grade_request
-from .training import Task, Training, Warmup, accuracy, seed_everything, train_and_evaluate, training_data
+import importlib
 
-__all__ = [
-    *checks.__all__, "INPUT_SHAPE", "NUM_CLASSES", "GradingRun", "Task", "Training", "Warmup", "accuracy", "check_io",
-    "default_profile", "describe", "grade", "grade_notebook", "grade_request", "has_gpu", "load_model",
-    "seed_everything", "train_and_evaluate", "training_data",
-]
+_EXPORTS = {
+    "default_profile": "environment", "describe": "environment", "has_gpu": "environment",
+    "INPUT_SHAPE": "loading", "NUM_CLASSES": "loading", "check_io": "loading", "load_model": "loading",
+    "GradingRun": "run", "grade": "run", "grade_notebook": "run", "grade_request": "run",
+    "Task": "training", "Training": "training", "Warmup": "training", "accuracy": "training",
+    "seed_everything": "training", "train_and_evaluate": "training", "training_data": "training",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    checks = importlib.import_module(".checks", __name__)
+    if name == "__all__":
+        return [*checks.__all__, *_EXPORTS]
+    if name in checks.__all__:  # the checks autograders call, re-exported at the grader's door
+        return getattr(checks, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

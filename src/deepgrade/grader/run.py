@@ -140,8 +140,8 @@ class GradingRun:
         except Exception as exc:  # noqa: BLE001 - a grade is never lost for want of its metadata
             self.environment["describe_error"] = f"{type(exc).__name__}: {exc}"
         sub = self._submission
-        if sub is not None and sub.network is not None:
-            self.environment.update(sandbox_seconds=round(sub.seconds, 2), sandbox_network=sub.network)
+        if sub is not None and sub.isolation is not None:
+            self.environment.update(sandbox_seconds=round(sub.seconds, 2), isolation=sub.isolation)
         self.environment.update(seed=self.seed, grade_seconds=round(time.time() - self.started, 2))
         checks = [self.results[name] for name in self.checks if name in self.results]
         return Report(exercise=self.exercise_name, profile=self.profile_name, checks=checks,
@@ -186,8 +186,8 @@ def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: P
     from .. import sandbox
 
     ex = course.exercise(exercise)
-    return sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], out,
-                                sandbox.Limits(ex.sandbox.time_limit_s, ex.sandbox.memory_limit_mb),
+    limits = sandbox.Limits.of("student", **ex.sandbox.model_dump())
+    return sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], out, limits,
                                 options=ex.options, base=_base_path(course, exercise) if ex.transfer else None)
 
 
@@ -223,33 +223,57 @@ def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profil
 
 
 def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profile: str | None = None,
-                   seed: int | None = None, only: list[str] | None = None) -> Report:
-    """Run ``notebook`` in the student's sandbox, then :func:`grade` what it built."""
+                   seed: int | None = None, only: list[str] | None = None, others: bool = False,
+                   allow_unisolated: bool | None = None) -> Report:
+    """Run ``notebook`` in the student's jail, then grade what it built in the grader's jail.
+
+    ``others``: the notebook is someone else's (nbgrader, a class): where no jail can be made, refuse with
+    ConfigError unless the instructor opted out (``allow_unisolated``, default course.yml's). A student's own
+    notebook is graded anyway. Either way the report's ``environment.isolation`` says how it was isolated.
+    """
+    from .isolated import grade_in_jail, isolation_for
+
+    isolation = isolation_for(course, others=others, allow_unisolated=allow_unisolated)
     with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
         submission = build_submission(course, exercise, notebook, Path(tmp))
-        return grade(course, exercise, submission, profile=profile, seed=seed, only=only)
+        if isolation.ok:
+            report = grade_in_jail(course, exercise, submission, profile=profile, seed=seed, only=only)
+        else:
+            report = grade(course, exercise, submission, profile=profile, seed=seed, only=only)
+    return report.model_copy(update={"environment": {**report.environment, "isolation": isolation.label}})
 
 
 def grade_request(request: GradeRequest) -> Report:
-    """Grade a model file given in a :class:`GradeRequest` (the grader process's input)."""
+    """Grade the model file or the submission given in a :class:`GradeRequest` (the grader process's input)."""
     course = load_course(request.course)
     entry = request.entry or course.exercise(request.exercise).entry
-    return grade(course, request.exercise, Submission.of_model(entry, request.model, request.options),
-                 profile=request.profile, seed=request.seed, only=request.only)
+    submission = request.submission or Submission.of_model(entry, request.model, request.options)
+    return grade(course, request.exercise, submission, profile=request.profile, seed=request.seed, only=request.only)
 
 
 def main(argv: list[str]) -> int:
-    """``python -m deepgrade.grader REQUEST.json REPORT.json``: the grader in a process of its own."""
+    """``python -m deepgrade.grader REQUEST.json REPORT.json``: the grader in a process of its own.
+
+    REPORT ``-`` sends the report (or the error) down the jail's result pipe (``$DEEPGRADE_RESULT_FD``) as
+    :data:`files.REPORT` (or :data:`files.ERROR`) instead of writing a file: the grader jail writes nothing else.
+    """
     from ..errors import DeepgradeError, said
+    from ..protocol import files
 
     request_file, report_file = argv
     try:
-        report = grade_request(GradeRequest.model_validate_json(Path(request_file).read_text()))
+        text = json.dumps(grade_request(GradeRequest.model_validate_json(Path(request_file).read_text())).to_dict())
+        name, code = files.REPORT, 0
     except Exception as exc:  # noqa: BLE001 - whatever happens is said in the error file, never lost
         known = isinstance(exc, DeepgradeError)
-        Path(report_file).with_suffix(".error.json").write_text(json.dumps({
-            "kind": type(exc).__name__ if known else "GraderError",
-            "message": exc.message if known else f"The grader failed ({said(exc)}).", "tip": exc.tip if known else None}))
-        return exc.exit_code if known else GraderError.exit_code
-    report.write(Path(report_file))
-    return 0
+        text = json.dumps({"kind": type(exc).__name__ if known else "GraderError",
+                           "message": exc.message if known else f"The grader failed ({said(exc)}).",
+                           "tip": exc.tip if known else None})
+        name, code = files.ERROR, exc.exit_code if known else GraderError.exit_code
+    if report_file == "-":
+        with open(int(os.environ[files.RESULT_FD_ENV]), "wb", closefd=False) as pipe:
+            pipe.write(files.frame(name, text.encode()))
+    else:
+        target = Path(report_file)
+        (target if name == files.REPORT else target.with_suffix(".error.json")).write_text(text)
+    return code

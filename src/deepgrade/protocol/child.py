@@ -7,6 +7,8 @@ the grader only ever loads the model files, itself.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -20,6 +22,8 @@ class ChildRequest(_Message):
     entries: list[str]            # entry functions to call, the exercise's main one first
     options: str | None = None    # the optional function returning training options as data
     base: str | None = None       # folder of the pretrained base, for entry functions that take an argument
+    values: list[str] = []        # names whose values come back as plain data (a quiz's answers)
+    keep_going: bool = False      # run every cell even after one raised (a quiz: each answer stands alone)
 
 
 class Outcome(_Message):
@@ -34,5 +38,7 @@ class Outcome(_Message):
 class ChildResult(_Message):
     entries: dict[str, Outcome] = {}
     options: Outcome | None = None
+    values: dict[str, Any] = {}   # the requested names that hold plain data (JSON)
+    value_errors: dict[str, str] = {}  # the requested names that do not, and why
     ename: str | None = None      # the notebook itself failed (a cell raised, or it could not be read)
     message: str | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from .submission import Submission
 
 
 class GradeRequest(BaseModel):
@@ -15,9 +17,16 @@ class GradeRequest(BaseModel):
 
     course: Path
     exercise: str
-    model: Path
+    model: Path | None = None                 # one model file, or
+    submission: Submission | None = None      # a whole built submission (the grader jail's input)
     entry: str | None = None                  # default: the exercise's main entry function
     options: dict[str, Any] | None = None     # what the notebook's options function returned
     profile: Literal["smoke", "full"] | None = None
     seed: int | None = None
     only: list[str] | None = None             # check names; None: every check
+
+    @model_validator(mode="after")
+    def _one_input(self) -> "GradeRequest":
+        if (self.model is None) == (self.submission is None):
+            raise ValueError("expected exactly one of `model` (a .keras file) and `submission`")
+        return self

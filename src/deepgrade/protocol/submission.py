@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,7 +26,7 @@ class Submission(BaseModel):
     options_error: str | None = None
     log: str = ""
     seconds: float = 0.0
-    network: Literal["isolated", "shared"] | None = None  # None: not built in a sandbox (a model file given)
+    isolation: str | None = None  # "bubblewrap", or "none (why)"; None: not built in a sandbox (a model file given)
 
     @classmethod
     def of_model(cls, entry: str, path: Path, options: dict | None = None) -> "Submission":
@@ -34,8 +34,8 @@ class Submission(BaseModel):
         return cls(models={entry: Path(path)}, options=options)
 
     @classmethod
-    def failed(cls, message: str, *, log: str = "", seconds: float = 0.0, network=None) -> "Submission":
-        return cls(failure=message, log=log, seconds=seconds, network=network)
+    def failed(cls, message: str, *, log: str = "", seconds: float = 0.0, isolation=None) -> "Submission":
+        return cls(failure=message, log=log, seconds=seconds, isolation=isolation)
 
     def model(self, entry: str) -> Path:
         """The model file ``entry()`` returned, or StudentCodeError with the reason there is none."""

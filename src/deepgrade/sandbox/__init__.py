@@ -1,9 +1,13 @@
-"""The student's side of the trust boundary: run a notebook in a sandbox, bring back model files.
+"""The student's side of the trust boundary, and the jails both sides run in.
 
-``run_notebook`` starts the child (:mod:`.child`) under the limits of course.yml and returns a
-:class:`deepgrade.protocol.Submission`. Nothing here imports the grader.
+``run_notebook`` runs a notebook in the student's jail under the limits of course.yml and returns a
+:class:`deepgrade.protocol.Submission`; :mod:`.jail` makes bubblewrap jails from :mod:`.policy` (every limit,
+once). Nothing here imports the grader.
 """
 
-from .runner import Limits, network_isolation, run_notebook, scrubbed_env
+from .jail import Isolation, isolation
+from .policy import GRADER, LIMITS, STUDENT, Limits
+from .runner import Values, network_isolation, run_for_values, run_notebook, scrubbed_env
 
-__all__ = ["Limits", "network_isolation", "run_notebook", "scrubbed_env"]
+__all__ = ["GRADER", "LIMITS", "STUDENT", "Isolation", "Limits", "isolation", "Values", "network_isolation", "run_for_values", "run_notebook",
+           "scrubbed_env"]

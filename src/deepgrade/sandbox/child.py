@@ -10,6 +10,7 @@ each entry. Imports nothing of the grader.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,8 +27,22 @@ def _skipped(cell) -> bool:
     return is_test_cell(cell) or SKIP_TAG in cell.get("metadata", {}).get("tags", [])
 
 
-def _write(result: ChildResult) -> None:
-    Path(files.RESULT).write_text(result.model_dump_json(exclude_none=True))
+def _write(result: ChildResult, models: Path | None = None) -> None:
+    """Write the result (and, in a jail, send it with every file in ``models`` down the result pipe)."""
+    text = result.model_dump_json(exclude_none=True)
+    Path(files.RESULT).write_text(text)
+    fd = os.environ.get(files.RESULT_FD_ENV)
+    if not fd:
+        return
+    frames = [files.frame(files.RESULT, text.encode())]
+    if models is not None and models.is_dir():
+        frames[:0] = [files.frame(f"{files.MODELS}/{p.name}", p.read_bytes()) for p in sorted(models.iterdir())]
+    try:
+        with open(int(fd), "wb", closefd=False) as pipe:
+            for chunk in frames:
+                pipe.write(chunk)
+    except (OSError, ValueError):
+        pass  # the notebook closed or broke the pipe: what was sent before stands
 
 
 def _call(shell, entry: str, model_out: Path, base: str | None) -> Outcome:
@@ -93,6 +108,37 @@ def _options(shell, name: str, out: Path) -> Outcome:
     return Outcome(ok=True)
 
 
+def _plain(value, depth: int = 0):
+    """``value`` as JSON data (tuples as lists, numpy scalars as numbers), or TypeError."""
+    if depth > 8:
+        raise TypeError("nested too deeply")
+    if value is None or value is ... or isinstance(value, (bool, int, float, str)):
+        return None if value is ... else value  # `answer_3 = ...` is the stub's "no answer yet"
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, depth + 1) for item in value]
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        return {key: _plain(item, depth + 1) for key, item in value.items()}
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
+        return _plain(value.item(), depth + 1)
+    if hasattr(value, "tolist"):  # a numpy array
+        return _plain(value.tolist(), depth + 1)
+    raise TypeError(f"a {type(value).__module__}.{type(value).__name__}")
+
+
+def _values(shell, names: list[str]) -> tuple[dict, dict]:
+    values, errors = {}, {}
+    for name in names:
+        if name not in shell.user_ns:
+            continue
+        try:
+            values[name] = _plain(shell.user_ns[name])
+            json.dumps(values[name], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            values.pop(name, None)
+            errors[name] = f"`{name}` holds {exc}; expected plain data (a number, a string, a list or a tuple)."
+    return values, errors
+
+
 def main() -> int:
     request = ChildRequest.model_validate_json(Path(files.REQUEST).read_text())
     import nbformat
@@ -115,18 +161,23 @@ def main() -> int:
             ename = type(exc).__name__
             advice = (NOT_DONE.format(entry=request.entries[0]) if ename == "NotImplementedError"
                       else "Run the notebook from the top (Restart & Run All) and fix the first error.")
+            if request.keep_going:
+                continue
             _write(ChildResult(ename=ename, message=f"Cell {number} of the notebook raised {said(exc)}. {advice}"))
             return 1
 
     models = Path(request.models)
-    result = ChildResult()
+    models.mkdir(exist_ok=True)
+    values, value_errors = _values(shell, request.values)
+    result = ChildResult(values=values, value_errors=value_errors)
     for entry in request.entries:
         result = result.model_copy(update={"entries": {**result.entries, entry: _call(
             shell, entry, models / files.model_file(entry), request.base)}})
-        _write(result)  # written as it goes: a crash later keeps what was done
+        _write(result, models)  # sent as it goes: a crash later keeps what was done
     if request.options:
-        _write(result.model_copy(update={"options": _options(shell, request.options,
-                                                             models / files.options_file(request.options))}))
+        result = result.model_copy(update={"options": _options(shell, request.options,
+                                                              models / files.options_file(request.options))})
+    _write(result, models)
     return 0
 
 
