@@ -34,8 +34,11 @@ ALLOWED = {
     "grader": {"errors", "protocol", "course", "pretrained", "sandbox"},
     "quiz": {"errors", "course", "convmath"},
 }
-# The grader reaches the sandbox only to build a notebook's submission: in grader/run.py, inside functions.
-GRADER_SANDBOX_MODULE = "deepgrade.grader.run"
+# The grader reaches the sandbox only to build a notebook's submission (grader/run.py) and to start its own
+# jail (grader/isolated.py), inside functions.
+GRADER_SANDBOX_MODULES = {"deepgrade.grader.run", "deepgrade.grader.isolated"}
+# The in-notebook checks reach the grader only through the module that runs it in a jail of its own.
+NOTEBOOK_GRADER_DOOR = "deepgrade.grader.isolated"
 
 
 @dataclass(frozen=True)
@@ -159,19 +162,21 @@ def test_room_imports_only_what_it_may(room):
 
 def test_grader_reaches_the_sandbox_only_to_build_a_notebooks_submission():
     problems = [
-        f"{imp.where()}; the grader imports deepgrade.sandbox only inside functions of {GRADER_SANDBOX_MODULE}"
+        f"{imp.where()}; the grader imports deepgrade.sandbox only inside functions of {GRADER_SANDBOX_MODULES}"
         for path in files_of("grader") for imp in imports_of(path)
         if room_of(imp.target) == "sandbox"
-        and (module_name(path) != GRADER_SANDBOX_MODULE or not imp.in_function)
+        and (module_name(path) not in GRADER_SANDBOX_MODULES or not imp.in_function)
     ]
     assert not problems, "forbidden imports:\n" + "\n".join(problems)
 
 
 def test_notebook_checks_never_imports_the_grader():
-    """The in-notebook checks run in the student's kernel: the grader runs in a process of its own."""
+    """The in-notebook checks run in the student's kernel: the grader runs in a jail (or process) of its own,
+    started through grader/isolated.py, inside a function."""
     path = PACKAGE / "notebook_checks.py"
-    problems = [f"{imp.where()}; notebook_checks runs `python -m deepgrade.grader` instead"
-                for imp in imports_of(path) if room_of(imp.target) == "grader"]
+    problems = [f"{imp.where()}; notebook_checks starts the grader through {NOTEBOOK_GRADER_DOOR} instead"
+                for imp in imports_of(path) if room_of(imp.target) == "grader"
+                and (imp.target != NOTEBOOK_GRADER_DOOR or not imp.in_function)]
     assert not problems, "forbidden imports:\n" + "\n".join(problems)
 
 
@@ -195,7 +200,15 @@ def _top_level_names(init: Path) -> set[str]:
                     scan(handler.body)
                 scan(getattr(node, "finalbody", []))
 
-    scan(ast.parse(init.read_text()).body)
+    tree = ast.parse(init.read_text())
+    scan(tree.body)
+    if "__getattr__" in names:  # lazy exports (PEP 562): the keys of its _EXPORTS table, and what it forwards to
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_EXPORTS" for t in node.targets):
+                names.update(ast.literal_eval(node.value))
+        forwarded = init.parent / "checks" / "__init__.py"
+        if forwarded.is_file():
+            names |= _top_level_names(forwarded)
     return names
 
 

@@ -169,7 +169,7 @@ def quiz_verdict(source: str, ran) -> NotebookNode:
     if problems:
         return nbformat.v4.new_output("error", ename="AnswerFormatError", evalue=problems[0], traceback=problems)
     try:
-        exec(compile(source, "<test cell>", "exec"), namespace)  # noqa: S102 - the instructor's cell, data only
+        exec(compile(source, "<test cell>", "exec"), namespace)  # the instructor's cell, on data only
     except Exception as exc:  # noqa: BLE001 - a failed check is this cell's verdict
         message = f"{type(exc).__name__}: {exc}"
         return nbformat.v4.new_output("error", ename=type(exc).__name__, evalue=str(exc), traceback=[message])
