@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -83,13 +84,15 @@ def by_name(report):
 @pytest.fixture(scope="session")
 def graded(course, make_submission, tmp_path_factory):
     """graded(exercise, answer, seed=1, profile="smoke") -> the Report of a real grade: the answer's notebook run
-    in the sandbox, every check graded by the trusted grader.
+    in the student's jail, every check graded by the trusted grader (in this worker, sparing a second TensorFlow
+    start per grade; the grader's own jail is tested end to end in test_grading, test_nbgrader and the attacks).
 
     Shared by the whole run: each (exercise, answer, seed, profile) is graded once, by whichever pytest-xdist
     worker asks first (a lock file per key; the others wait and read its JSON). ``answer`` is "solution"
     (the reference), "stub" (the released notebook) or a file of tests/submissions/<exercise>/.
     """
-    from deepgrade.grader import grade_notebook
+    from deepgrade.grader import grade
+    from deepgrade.grader.run import build_submission
     from deepgrade.protocol import Report
 
     shared = tmp_path_factory.getbasetemp()
@@ -104,7 +107,9 @@ def graded(course, make_submission, tmp_path_factory):
             if not key.with_suffix(".json").is_file():
                 notebook = (course.source_notebook(exercise) if answer == "solution" else
                             course.release_notebook(exercise) if answer == "stub" else make_submission(exercise, answer))
-                report = grade_notebook(course, exercise, notebook, profile=profile, seed=seed)
+                with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as models:
+                    submission = build_submission(course, exercise, notebook, Path(models))
+                    report = grade(course, exercise, submission, profile=profile, seed=seed)
                 tmp = key.with_suffix(".tmp")
                 tmp.write_text(json.dumps(report.to_dict()))
                 tmp.rename(key.with_suffix(".json"))

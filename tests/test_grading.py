@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO, by_name
 from deepgrade.cli import main
 from deepgrade.grader import grade_notebook
-from deepgrade.sandbox import network_isolation
+from deepgrade.sandbox import isolation
 
 CHECKS = ["architecture", "parameters", "accuracy"]
 
@@ -20,7 +20,16 @@ def test_solution_passes_every_check(graded):
     env = report.environment
     assert env["seed"] == 1 and env["device"] == "cpu" and env["versions"]["keras"].startswith("3.15")
     assert env["train_size"] == 10000 and env["epochs"] == 3
-    assert env["sandbox_network"] == ("isolated" if network_isolation() else "shared")
+    assert env["isolation"] == isolation().label
+
+
+def test_grade_notebook_grades_in_the_graders_jail_and_says_so(course):
+    """The whole path: the student's jail, then the grader's (course, data, model read-only; report by pipe)."""
+    report = grade_notebook(course, "mlp", REPO / "solutions/mlp/mlp.ipynb", profile="smoke", seed=1,
+                            only=["parameters"])
+    assert [(c.name, c.passed) for c in report.checks] == [("parameters", True)]
+    assert report.environment["isolation"] == isolation().label
+    assert report.environment["seed"] == 1
 
 
 def test_stub_fails_every_check_cleanly(graded):

@@ -90,6 +90,9 @@ def test_gap_check_reads_the_graders_numbers():
         check_gap(trained(0.97, 0.82), 0.11)
     with pytest.raises(CheckFailed, match="No gap threshold"):
         check_gap(trained(0.9, 0.8), None)
+    # A model that cannot learn (compiled with learning_rate=0.0) has no gap, and earns no gap points.
+    with pytest.raises(CheckFailed, match=r"^The model did not learn: expected a train accuracy of at least 0.50"):
+        check_gap(trained(0.11, 0.10), 0.11)
 
 
 def test_parse_options():

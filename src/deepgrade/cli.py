@@ -207,7 +207,9 @@ def render(report, console: Console | None = None) -> None:
            if "seed" in env else "")
     )
     if env.get("isolation", "bubblewrap") != "bubblewrap":
-        console.print(f"[yellow]graded without isolation: {escape(env['isolation'].removeprefix('none '))}[/yellow]")
+        from .sandbox.jail import why_not_isolated
+
+        console.print(f"[yellow]graded without isolation: {escape(why_not_isolated(env['isolation']))}[/yellow]")
 
 
 def main(argv: list[str] | None = None) -> int:

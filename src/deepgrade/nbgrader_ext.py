@@ -177,8 +177,9 @@ def quiz_verdict(source: str, ran) -> NotebookNode:
 
 
 def _unisolated_note(label: str) -> NotebookNode:
-    return nbformat.v4.new_output("stream", name="stdout",
-                                  text=f"(graded without isolation: {label.removeprefix('none ')})\n")
+    from .sandbox.jail import why_not_isolated
+
+    return nbformat.v4.new_output("stream", name="stdout", text=f"(graded without isolation: {why_not_isolated(label)})\n")
 
 
 def configure(c) -> None:

@@ -158,11 +158,11 @@ def main() -> int:
         outcome = shell.run_cell(cell.source, store_history=True)
         exc = outcome.error_before_exec or outcome.error_in_exec
         if exc is not None:
-            ename = type(exc).__name__
-            advice = (NOT_DONE.format(entry=request.entries[0]) if ename == "NotImplementedError"
-                      else "Run the notebook from the top (Restart & Run All) and fix the first error.")
             if request.keep_going:
                 continue
+            ename = type(exc).__name__
+            advice = (NOT_DONE.format(entry=request.entries[0]) if ename == "NotImplementedError" and request.entries
+                      else "Run the notebook from the top (Restart & Run All) and fix the first error.")
             _write(ChildResult(ename=ename, message=f"Cell {number} of the notebook raised {said(exc)}. {advice}"))
             return 1
 

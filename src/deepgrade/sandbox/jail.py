@@ -89,6 +89,11 @@ class Isolation:
         return "bubblewrap" if self.ok else f"none ({self.reason})"
 
 
+def why_not_isolated(label: str) -> str:
+    """'none (why)' -> 'why', for the line a grade shows when it was not isolated."""
+    return label.removeprefix("none (").removesuffix(")")
+
+
 def bwrap_path() -> str | None:
     chosen = os.environ.get(BWRAP_ENV, "").strip()
     if chosen == "off":
@@ -154,7 +159,8 @@ def command(jail: Jail, stage: Path | None, *, python: bool = True) -> tuple[lis
     if jail.gpu:
         for device in GPU_DEVICES:
             args += ["--dev-bind-try", device, device]
-    args += ["--size", str(limits.tmp_mb * 2**20), "--tmpfs", "/tmp"]
+    args += ["--size", str(limits.tmp_mb * 2**20), "--tmpfs", "/tmp",
+             "--size", str(limits.tmp_mb * 2**20), "--tmpfs", "/dev/shm"]
     if jail.cwd not in ("/", "/tmp"):
         args += ["--size", str(limits.scratch_mb * 2**20), "--tmpfs", jail.cwd]
     pairs: list[list[str]] = []
@@ -169,7 +175,8 @@ def command(jail: Jail, stage: Path | None, *, python: bool = True) -> tuple[lis
             pairs.append([source, str(target)])
             source = str(target)
         args += ["--bind" if mount.writable else "--ro-bind", source, mount.dest]
-    args += ["--remount-ro", "/", "--chdir", jail.cwd, "--clearenv"]
+    # The root and /dev (bubblewrap's tmpfs, uncapped) read-only; the capped tmpfs mounts stay writable.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", jail.cwd, "--clearenv"]
     for key, value in jail.env.items():
         args += ["--setenv", key, value]
     return [*args, "--", *jail.argv], pairs

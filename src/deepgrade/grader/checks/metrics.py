@@ -28,11 +28,19 @@ def check_accuracy(training, threshold: float | None) -> str:
     return f"test accuracy {got:.4f} >= {threshold:.3f} ({budget})."
 
 
+LEARNED = 0.5  # train accuracy below this (chance is 0.1) means the model did not learn: its gap says nothing
+
+
 def check_gap(training, threshold: float | None) -> str:
-    """Train-minus-test accuracy, both measured by the grader, against the profile's maximum."""
+    """Train-minus-test accuracy, both measured by the grader, against the profile's maximum; only for a model
+    that learned (a model that cannot learn, e.g. compiled with learning_rate=0, has no gap and earns nothing)."""
     threshold = require_threshold(threshold, "gap")
     said = (f"train accuracy {training.train_accuracy:.4f}, test accuracy {training.test_accuracy:.4f}, "
             f"{training.budget()}")
+    if training.train_accuracy < LEARNED:
+        raise CheckFailed(
+            f"The model did not learn: expected a train accuracy of at least {LEARNED:.2f} before its gap means "
+            f"anything. Received: {said}. Check the optimizer's learning rate and the loss in compile().")
     if training.gap > threshold:
         raise CheckFailed(
             f"The model still over-fits: expected a train-minus-test accuracy gap of at most {threshold:.3f}. "
