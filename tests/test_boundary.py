@@ -189,3 +189,10 @@ def test_check_table_says_a_grade_was_not_isolated():
     console = Console(record=True, width=120)
     render(report, console)
     assert "graded without isolation: turned off" in console.export_text()
+
+
+def test_a_system_python_does_not_bind_all_of_usr(monkeypatch):
+    """Debian's python3.11 has base prefix /usr: binding it whole would show the jail /usr/share/datasets."""
+    monkeypatch.setattr("sys.base_prefix", "/usr")
+    dests = {mount.dest for mount in jail.python_mounts()}
+    assert not dests & {"/", "/usr", "/usr/share"}, dests

@@ -133,8 +133,11 @@ def python_mounts() -> list[Mount]:
     package = Path(deepgrade.__file__).resolve().parent.parent  # src/ of an editable install, or site-packages
     if not any(package.is_relative_to(p) for p in paths):
         paths.add(package)
+    # A system Python (base prefix /usr) is covered by the system binds: binding /usr whole would show the jail
+    # /usr/share (data sets among it).
+    paths = {p for p in paths if p not in (Path("/"), Path("/usr")) and not str(p).startswith(SYSTEM)}
     chosen = sorted(p for p in paths if not any(p != q and p.is_relative_to(q) for q in paths))
-    return [Mount(p, str(p)) for p in chosen if not str(p).startswith(SYSTEM)]
+    return [Mount(p, str(p)) for p in chosen]
 
 
 def command(jail: Jail, stage: Path | None, *, python: bool = True) -> tuple[list[str], list[list[str]]]:
