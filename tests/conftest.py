@@ -165,3 +165,18 @@ def graded_solution(graded, exercise: str, checks: list[str]):
     assert [c.name for c in report.checks] == checks
     assert all(c.passed for c in report.checks), report.checks
     return report
+
+
+def edit_config(path, edit):
+    """Rewrite a .keras archive's config.json with ``edit(config)``, as a hostile student could."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(files["config.json"])
+    edit(config)
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in files.items():
+            z.writestr(name, content)
+    return path

@@ -6,9 +6,7 @@ Safe if a defence fails: smuggled weights are only ever trained and measured; no
 outside a jail except the tiny models the tests build themselves.
 """
 
-import json
 import re
-import zipfile
 from pathlib import Path
 
 import keras
@@ -16,6 +14,7 @@ import numpy as np
 import pytest
 from keras import layers
 
+from conftest import edit_config
 from deepgrade.course import load_course
 from deepgrade.course.schema import Sandbox
 from deepgrade.errors import ConfigError, StudentCodeError
@@ -34,18 +33,6 @@ def mlp(**dense):
 def saved(model, tmp_path, name="m.keras"):
     path = tmp_path / name
     model.save(path)
-    return path
-
-
-def edit_config(path, edit):
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    config = json.loads(files["config.json"])
-    edit(config)
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as z:
-        for name, content in files.items():
-            z.writestr(name, content)
     return path
 
 

@@ -1,13 +1,12 @@
 """The trusted side: safe loading refuses code, training is seeded and reproducible, accuracy is computed here."""
 
-import json
-import zipfile
 
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
+from conftest import edit_config
 from deepgrade.course import Compile, Profile
 from deepgrade.errors import StudentCodeError
 from deepgrade.grader import check_io, load_model, train_and_evaluate
@@ -45,19 +44,6 @@ def test_custom_layer_is_refused(tmp_path):
     model = keras.Sequential([keras.Input((28, 28, 1)), Doubler(), layers.Flatten(), layers.Dense(10)])
     with pytest.raises(StudentCodeError, match=r"not a built-in Keras object"):
         load_model(saved(model, tmp_path))
-
-
-def edit_config(path, edit):
-    """Rewrite the archive's config.json with ``edit(config)``, as a hostile student could."""
-    with zipfile.ZipFile(path) as z:
-        files = {n: z.read(n) for n in z.namelist()}
-    config = json.loads(files["config.json"])
-    edit(config)
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as z:
-        for name, content in files.items():
-            z.writestr(name, content)
-    return path
 
 
 def test_foreign_module_in_config_is_refused(tmp_path):
