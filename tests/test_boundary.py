@@ -20,7 +20,7 @@ from deepgrade.course.schema import Sandbox
 from deepgrade.errors import ConfigError, StudentCodeError
 from deepgrade.protocol import inspect_archive
 from deepgrade.protocol.modelfile import MAX_CONFIG_BYTES, MAX_NUMBERS, keras_module
-from deepgrade.sandbox import LIMITS, Limits, isolation, jail, policy
+from deepgrade.sandbox import LIMITS, Limits, isolation, jail, launch, policy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -146,7 +146,7 @@ def test_bubblewrap_command_holds_every_limit_and_hides_the_host(tmp_path):
     assert f"--size {7 * 2**20} --tmpfs /home/student" in joined
     assert f"--ro-bind {tmp_path} /home/student/in" in joined
     assert "/root " not in joined and "/home " not in joined.replace("/home/student", "")
-    assert set(jail.rlimits(spec.limits)) == set(jail.RLIMITS)
+    assert set(jail.rlimits(spec.limits)) == set(launch.RLIMITS)
 
 
 # -- where no jail can be made ------------------------------------------------------------------------------

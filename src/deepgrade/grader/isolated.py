@@ -51,7 +51,7 @@ def grade_in_jail(course: LoadedCourse, exercise: str, submission: Submission, *
     """:func:`deepgrade.grader.grade` in the grader jail: the same report, computed where a hostile model file
     can reach nothing but its own copy of the course and the data, read-only."""
     from ..pretrained import resolve
-    from ..sandbox import GRADER, jail
+    from ..sandbox import GRADER, Limits, jail
     from . import data
 
     mounts = [jail.Mount(course.root, str(course.root))]
@@ -67,7 +67,7 @@ def grade_in_jail(course: LoadedCourse, exercise: str, submission: Submission, *
             mounts.append(jail.Mount(base, str(base)))
     mounts.append(jail.Mount(data.install(), f"{KERAS_HOME}/{data.SUBDIR}"))
     gpu = any(Path(device).exists() for device in jail.GPU_DEVICES)
-    limits = GRADER if not gpu else type(GRADER).of("grader", memory_limit_mb=0)  # CUDA reserves huge address space
+    limits = GRADER if not gpu else Limits.of("grader", memory_limit_mb=0)  # CUDA reserves huge address space
     request = GradeRequest(course=course.root, exercise=exercise, profile=profile, seed=seed, only=only,
                            submission=submission.model_copy(update={"models": models}))
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",

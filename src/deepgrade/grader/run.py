@@ -240,7 +240,7 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
             report = grade_in_jail(course, exercise, submission, profile=profile, seed=seed, only=only)
         else:
             report = grade(course, exercise, submission, profile=profile, seed=seed, only=only)
-    return report.model_copy(update={"environment": {**report.environment, "isolation": isolation.label}})
+    return report  # environment.isolation: from the submission, which the student's jail marked
 
 
 def grade_request(request: GradeRequest) -> Report:

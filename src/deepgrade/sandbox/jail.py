@@ -72,8 +72,7 @@ class Ran:
 
     code: int | None               # None: killed by the parent (time-out, over the return cap)
     seconds: float
-    output: str
-    output_dropped: int            # bytes of output read and dropped over the cap
+    output: str                    # ends with a line saying how much was dropped over the cap, if any
     returned: bytes
     stopped: Literal["time", "returned"] | None = None  # why the parent killed it
 
@@ -185,12 +184,8 @@ def command(jail: Jail, stage: Path | None, *, python: bool = True) -> tuple[lis
     return [*args, "--", *jail.argv], pairs
 
 
-RLIMITS = {"as": resource.RLIMIT_AS, "cpu": resource.RLIMIT_CPU, "nproc": resource.RLIMIT_NPROC,
-           "fsize": resource.RLIMIT_FSIZE, "nofile": resource.RLIMIT_NOFILE, "core": resource.RLIMIT_CORE}
-
-
 def rlimits(limits: Limits, extra_processes: int = 0) -> dict[str, int]:
-    """The resource limits of a jail, by the names of :data:`RLIMITS` (the launcher sets them)."""
+    """The resource limits of a jail, by the names of :data:`.launch.RLIMITS` (the launcher sets them)."""
     infinity = resource.RLIM_INFINITY
     return {
         "as": limits.memory_limit_mb * 2**20 if limits.memory_limit_mb else infinity,
@@ -302,5 +297,5 @@ def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits, start: floa
     if output.dropped:
         text += f"\n[... {output.dropped:,} more bytes of output dropped: the sandbox keeps {limits.output_kb} KB]"
     reason = stopped[0] if stopped else None
-    return Ran(code=None if reason else code, seconds=seconds, output=text, output_dropped=output.dropped,
+    return Ran(code=None if reason else code, seconds=seconds, output=text,
                returned=bytes(returned.data) if reason != "returned" else b"", stopped=reason)

@@ -1,7 +1,8 @@
 """Start bubblewrap as a jail's own unprivileged host uid, with its resource limits set.
 
-Run by path (``python launch.py PLAN.json``), never imported: it loads nothing but the standard library,
-in a process that has no threads, so the steps below are safe between fork and exec. The plan is written by
+Run by path (``python launch.py PLAN.json``); imported only for :data:`RLIMITS` (the fallback sandbox
+sets the same limits). It loads nothing but the standard library, in a process that has no threads, so the
+steps below are safe between fork and exec. The plan is written by
 :mod:`deepgrade.sandbox.jail`:
 
 1. as root, in a private mount namespace of this process only, bind each source onto its staging path (a

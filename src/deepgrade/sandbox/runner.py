@@ -6,7 +6,7 @@ namespaces, a read-only view of Python and Keras, a size-capped working director
 (and the course's pretrained base, for transfer), no network. Only the files it sends down the result pipe
 come back. Where no jail can be made, :func:`run_notebook` falls back to a plain subprocess under the same
 resource limits, and the submission says it was not isolated: callers grading other people's work refuse
-that unless the instructor opted out (:func:`deepgrade.grader.require_isolation`).
+that unless the instructor opted out (:func:`deepgrade.grader.isolated.isolation_for`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from ..errors import GraderError
 from ..protocol import ChildRequest, ChildResult, Outcome, Submission, files
 from . import jail
+from .launch import RLIMITS
 from .policy import STUDENT, Limits
 
 WORKDIR = "/home/student"  # the child's working directory inside the jail (a size-capped tmpfs)
@@ -79,7 +80,7 @@ def _limit(limits: Limits):
     def apply() -> None:
         for name, value in rlimits.items():
             if name != "nproc":  # not per jail outside one: the grader's own processes would count
-                resource.setrlimit(jail.RLIMITS[name], (value, value))
+                resource.setrlimit(RLIMITS[name], (value, value))
 
     return apply
 
@@ -96,13 +97,14 @@ def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits =
     Keras model is recorded in ``Submission.errors``. Raises :class:`GraderError` when no sandbox can start.
     """
     notebook = Path(notebook)
-    label = jail.isolation().label
+    isolation = jail.isolation()
+    label = isolation.label
     if not notebook.is_file():
         return Submission.failed(f"Notebook not found: expected a .ipynb file. Received: {notebook}.",
                                  isolation=label)
     request = ChildRequest(notebook=files.NOTEBOOK, models=files.MODELS, entries=entries, options=options,
                            base=files.BASE if base is not None else None)
-    with _ran(notebook, request, base, limits) as (ran, back):
+    with _ran(notebook, request, base, limits, isolation.ok) as (ran, back):
         return _submission(ran, back, entries, out, limits, options, label)
 
 
@@ -121,9 +123,10 @@ def run_for_values(notebook: Path, names: list[str], limits: Limits = STUDENT) -
     """Run every code cell of ``notebook`` in the student's jail, going on after a cell raises (test cells
     and cells tagged deepgrade-skip are left out); the values of ``names`` come back as plain data only.
     Used for quizzes: the trusted side checks the answers, never the student's process."""
-    label = jail.isolation().label
+    isolation = jail.isolation()
+    label = isolation.label
     request = ChildRequest(notebook=files.NOTEBOOK, models=files.MODELS, entries=[], values=names, keep_going=True)
-    with _ran(Path(notebook), request, None, limits) as (ran, back):
+    with _ran(Path(notebook), request, None, limits, isolation.ok) as (ran, back):
         result = _read_result(back / files.RESULT)
         failure = None
         if ran.stopped == "time":
@@ -136,9 +139,9 @@ def run_for_values(notebook: Path, names: list[str], limits: Limits = STUDENT) -
 
 
 @contextlib.contextmanager
-def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limits):
-    """Run the child on ``request`` (in a jail where one can be made); yield what ran and the folder of the
-    files it sent back, removed afterwards."""
+def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limits, jailed: bool):
+    """Run the child on ``request`` (in a jail when ``jailed``, else a plain subprocess); yield what ran and the
+    folder of the files it sent back, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="deepgrade-student-") as tmp:
         work = Path(tmp)
         inbox = work / "in"
@@ -147,10 +150,10 @@ def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limit
         (inbox / files.REQUEST).write_text(request.model_dump_json())
         back = work / "back"
         back.mkdir()
-        yield (_run_jailed if jail.isolation().ok else _run_process)(inbox, back, base, limits), back
+        yield (_run_jailed if jailed else _run_process)(inbox, back, base, limits, request), back
 
 
-def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits) -> jail.Ran:
+def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, request: ChildRequest) -> jail.Ran:
     mounts = [jail.Mount(inbox / files.NOTEBOOK, f"{WORKDIR}/{files.NOTEBOOK}"),
               jail.Mount(inbox / files.REQUEST, f"{WORKDIR}/{files.REQUEST}")]
     if base is not None:
@@ -163,20 +166,16 @@ def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits) -> j
         raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
     if ran.code is not None and ran.code > 128:  # bubblewrap exits 128 + n when the child was killed by signal n
         ran = replace(ran, code=-(ran.code - 128))
-    allowed = {files.RESULT} | {f"{files.MODELS}/{name}" for name in _returnable(inbox)}
+    returnable = [files.model_file(entry) for entry in request.entries]
+    returnable += [files.options_file(request.options)] if request.options else []
+    allowed = {files.RESULT} | {f"{files.MODELS}/{name}" for name in returnable}
     for name, data in files.unframe(ran.returned, allowed.__contains__).items():
         (back / name).parent.mkdir(parents=True, exist_ok=True)
         (back / name).write_bytes(data)
     return ran
 
 
-def _returnable(inbox: Path) -> list[str]:
-    request = ChildRequest.model_validate_json((inbox / files.REQUEST).read_text())
-    names = [files.model_file(entry) for entry in request.entries]
-    return names + ([files.options_file(request.options)] if request.options else [])
-
-
-def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits) -> jail.Ran:
+def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits, request: ChildRequest) -> jail.Ran:
     """No jail can be made here: a subprocess with the same resource limits, a scrubbed environment and a fresh
     working directory, its own network namespace where ``unshare --net`` is allowed. Not isolated on disk."""
     for name in (files.NOTEBOOK, files.REQUEST):
@@ -203,7 +202,7 @@ def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits) -> 
             _kill_tree(proc)
         log.seek(0)
         text = log.read(limits.output_kb * 1024).decode("utf-8", "replace")
-    return jail.Ran(code=code, seconds=time.monotonic() - start, output=text, output_dropped=0, returned=b"",
+    return jail.Ran(code=code, seconds=time.monotonic() - start, output=text, returned=b"",
                     stopped=stopped)
 
 
