@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 CHROMIUM := /usr/bin/chromium
 BWRAP := /usr/bin/bwrap
+POSTGRES := /usr/lib/postgresql/15/bin/initdb
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 # nbgrader runs `alembic` from PATH: the environment's scripts come first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -42,10 +43,16 @@ $(BWRAP):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends bubblewrap
 
+# Debian's PostgreSQL server, for the test of a gradebook in PostgreSQL (the test starts and stops its own).
+$(POSTGRES):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql
+
 data: $(STAMP) $(DEBIAN_DATA)
 	$(BIN)/deepgrade data
 
 demo: setup
+	@echo "grading the whole course (5 exercises x 4 sample students) in parallel: a few minutes on 2 cores"
 	$(BIN)/deepgrade demo
 
 lint: $(STAMP)
@@ -53,7 +60,7 @@ lint: $(STAMP)
 
 # Real grades are shared across the run (tests/conftest.py `graded`); `-m "not slow"` leaves out every test that
 # grades end to end or trains.
-test: setup lint $(CHROMIUM)
+test: setup lint $(CHROMIUM) $(POSTGRES)
 	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto --dist worksteal
 
 clean:

@@ -33,12 +33,13 @@ ALLOWED = {
     "sandbox": {"errors", "protocol", "course", "pretrained"},
     "grader": {"errors", "protocol", "course", "pretrained", "sandbox"},
     "quiz": {"errors", "course", "convmath"},
+    "batch": {"errors", "protocol", "course", "grader", "sandbox"},
 }
 # The grader reaches the sandbox only to build a notebook's submission (grader/run.py) and to start its own
-# jail (grader/isolated.py), inside functions.
-GRADER_SANDBOX_MODULES = {"deepgrade.grader.run", "deepgrade.grader.isolated"}
+# jail (grader/worker.py; grader/isolated.py asks whether one can be made), inside functions.
+GRADER_SANDBOX_MODULES = {"deepgrade.grader.run", "deepgrade.grader.isolated", "deepgrade.grader.worker"}
 # The in-notebook checks reach the grader only through the module that runs it in a jail of its own.
-NOTEBOOK_GRADER_DOOR = "deepgrade.grader.isolated"
+NOTEBOOK_GRADER_DOOR = "deepgrade.grader.worker"
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def test_grader_reaches_the_sandbox_only_to_build_a_notebooks_submission():
 
 def test_notebook_checks_never_imports_the_grader():
     """The in-notebook checks run in the student's kernel: the grader runs in a jail (or process) of its own,
-    started through grader/isolated.py, inside a function."""
+    started through grader/worker.py, inside a function."""
     path = PACKAGE / "notebook_checks.py"
     problems = [f"{imp.where()}; notebook_checks starts the grader through {NOTEBOOK_GRADER_DOOR} instead"
                 for imp in imports_of(path) if room_of(imp.target) == "grader"

@@ -82,7 +82,7 @@ def test_keeps_layers_refuses_new_layers_with_weights_and_missing_ones():
 
 def test_gap_check_reads_the_graders_numbers():
     def trained(train, test):
-        return Training(test_accuracy=test, train_accuracy=train, train_size=2000, epochs=40, seconds=1.0,
+        return Training(test_accuracy=test, train_accuracy=train, train_size=2000, epochs=40, seconds=1.0, evaluate_seconds=0.1,
                         compiled_by="course", final_loss=0.1, epochs_run=40)
 
     assert check_gap(trained(0.90, 0.82), 0.11).startswith("gap 0.0800 <= 0.110")

@@ -58,6 +58,38 @@ def check(
 
 
 @app.command()
+def autograde(
+    assignments: Annotated[list[str], typer.Argument(help="the assignments (exercise ids of course.yml), e.g. mlp cnn")],
+    workers: Annotated[int | None, typer.Option(min=1, help="local worker processes (default: one per core)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="address of an existing Dask scheduler, e.g. tcp://host:8786")] = None,
+    student: Annotated[list[str] | None, typer.Option(help="grade only this student (repeatable)")] = None,
+    profile: Annotated[str | None, typer.Option(help="smoke or full; default: from each worker's device")] = None,
+    seed: Annotated[int | None, typer.Option(help="one training seed for every submission (default: a fresh one each)")] = None,
+    allow_unisolated: Annotated[bool, typer.Option("--allow-unisolated", help=(
+        "grade even where no sandbox can be made (student code then runs with your rights); every grade says so"))] = False,
+    course_dir: Annotated[Path, typer.Option(help="the nbgrader course folder (holding nbgrader_config.py)")] = Path("."),
+    out: Annotated[Path | None, typer.Option(help="folder for summary.csv and summary.png (default: reports/ASSIGNMENT)")] = None,
+    course: CourseOpt = None,
+) -> None:
+    """Grade every submission of each ASSIGNMENT in parallel into nbgrader's gradebook; print the class summary."""
+    from .batch.autograde import autograde_all as run
+    from .batch.gradebook import Classroom
+
+    if profile not in (None, "smoke", "full"):
+        raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
+    if not course_dir.is_dir():
+        raise typer.BadParameter(f"expected the nbgrader course folder. Received: {course_dir}.", param_hint="--course-dir")
+    classroom = Classroom(course_dir, _course(course) if course else None, profile=profile, seed=seed,
+                          allow_unisolated=allow_unisolated or None)
+    outcomes = run(classroom, assignments, workers=workers, scheduler=scheduler, students=student or None, out=out,
+                   console=Console(), allow_unisolated=allow_unisolated or None)
+    unrecorded = [f"{row.student}/{name}" for name, outcome in outcomes.items() for row in outcome.summary.rows
+                  if row.recorded]
+    if unrecorded:
+        raise GraderError(f"Not recorded in the gradebook: {', '.join(unrecorded)} (see the table above).")
+
+
+@app.command()
 def sandbox(
     table: Annotated[bool, typer.Option("--table", help="print the limits table (markdown), as in the README")] = False,
 ) -> None:
@@ -139,12 +171,14 @@ def pretrain(
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the demo course (wiped first)")] = Path("build/demo"),
     profile: Annotated[str | None, typer.Option(help="smoke or full; default: from the device")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="local worker processes (default: one per core)")] = None,
     course: CourseOpt = None,
 ) -> None:
-    """Release the MLP stub, autograde three sample students through nbgrader, print grades, write feedback."""
-    from .demo import run_demo
+    """Release every exercise, grade four sample students each in parallel, print the class summaries and the
+    gradebook, write feedback."""
+    from .demo import run_course_demo
 
-    run_demo(_course(course), out, profile=profile)
+    run_course_demo(_course(course), out, profile=profile, workers=workers)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
 
+from .batch.store import ResultStore, grade_key
 from .course import find_course_root, is_test_cell, load_course
 from .errors import DeepgradeError, said
 from .grader import grade_notebook
@@ -73,6 +74,9 @@ class TrustedGrade(Execute):
         "allow_unisolated. Every grade says it was not isolated.")).tag(config=True)
     seed = Integer(None, allow_none=True, help="training seed; None: a fresh seed per submission").tag(config=True)
     course = Unicode("", help="folder holding course.yml; empty: found from the working directory").tag(config=True)
+    reuse_failed = Bool(False, help=(
+        "also take a grade the grader could not finish (zero, with the reason) from the store: set by "
+        "`deepgrade autograde` for its own gradebook writes; plain nbgrader grades those again")).tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: dict, retries=None) -> tuple[NotebookNode, dict]:
         info = resources.get("nbgrader", {})
@@ -84,23 +88,46 @@ class TrustedGrade(Execute):
             return self._failed(nb, resources, exercise, student, str(exc))
         if exercise not in course.course.exercises:  # a quiz: answers from the jail, checked here
             return self._quiz(course, nb, resources, exercise, student)
-        try:
-            with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
-                path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
-                nbformat.write(nb, path)
-                report = grade_notebook(course, exercise, path, profile=self.profile or None, seed=self.seed,
-                                        others=True, allow_unisolated=self.allow_unisolated)
-        except Exception as exc:  # noqa: BLE001 - any failure is this notebook's grader failure; the batch goes on
-            why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
-            return self._failed(nb, resources, exercise, student, why)
+        profile = self.profile or None
+        store = ResultStore.of(self._course_dir())
+        key = grade_key(nb, course, exercise, profile=profile, seed=self.seed)
+        report = store.get(key, failed=self.reuse_failed)
+        reused = report is not None
+        if report is None:
+            try:
+                with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
+                    path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
+                    nbformat.write(nb, path)
+                    report = self._grade(course, exercise, path, profile)
+            except Exception as exc:  # noqa: BLE001 - any failure is this notebook's grader failure; the batch goes on
+                why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
+                return self._failed(nb, resources, exercise, student, why)
+            if not report.environment.get("grader_errors"):
+                store.put(key, report)
         fill_test_cells(nb, report)
-        self.log.info("deepgrade %s/%s: %g / %g (seed %s)", student, exercise, report.score, report.max_score,
-                      report.environment.get("seed"))
+        self.log.info("deepgrade %s/%s: %g / %g (seed %s%s)", student, exercise, report.score, report.max_score,
+                      report.environment.get("seed"), ", a finished grade reused" if reused else "")
         folder = resources.get("metadata", {}).get("path")
         if folder:
             Path(folder, f"{info.get('notebook', 'submission')}.deepgrade.json").write_text(
                 json.dumps(report.to_dict(), indent=2) + "\n")
         return nb, resources
+
+    def _grade(self, course, exercise: str, path: Path, profile: str | None):
+        """Grade with this process's persistent grader and a student jail started ahead: `nbgrader autograde`
+        of a class imports Keras and loads the data once, and each notebook finds its jail warm."""
+        from .batch.pool import student_for, worker_for
+        from .grader.isolated import isolation_for
+
+        jailed = isolation_for(course, others=True, allow_unisolated=self.allow_unisolated).ok
+        return grade_notebook(course, exercise, path, profile=profile, seed=self.seed, others=True,
+                              allow_unisolated=self.allow_unisolated, worker=worker_for(course, jailed=jailed),
+                              warm=student_for(course, exercise) if jailed else None)
+
+    def _course_dir(self) -> Path:
+        from nbgrader.coursedir import CourseDirectory
+
+        return Path(CourseDirectory(config=self.config).root)
 
     def _quiz(self, course, nb: NotebookNode, resources: dict, exercise: str, student: str):
         """A quiz (any assignment that is not an exercise): the student's cells run in the jail, which sends back

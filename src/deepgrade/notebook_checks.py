@@ -2,7 +2,7 @@
 
 This is a convenience for the student, not the grade: it saves the model that
 ``build_fn()`` returns and hands the file to the trusted grader in its own jail
-(``python -m deepgrade.grader`` under bubblewrap; a plain process where no jail
+(:class:`deepgrade.grader.worker.GraderWorker`: bubblewrap; a plain process where no jail
 can be made), never in the student's kernel. When an instructor autogrades, nbgrader does not run these cells:
 deepgrade's trusted grader fills in their results (see ``nbgrader_ext``).
 """
@@ -10,13 +10,11 @@ deepgrade's trusted grader fills in their results (see ``nbgrader_ext``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CheckFailed, ConfigError, DeepgradeError, GraderError
+from .errors import CheckFailed, ConfigError
 
 SEED_ENV = "DEEPGRADE_SEED"  # fixes the seed of the in-notebook checks (to reproduce a run, or in tests)
 
@@ -55,43 +53,15 @@ def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | N
 def _grade(course, exercise: str, entry: str, model: Path, options, profile, seed, name: str, folder: Path):
     """The trusted grader's report on one check, from its own jail (or, where no jail can be made, its own
     process; the report then says it was not isolated). Never computed in the student's kernel."""
-    from .grader.isolated import grade_in_jail
-    from .protocol import GradeRequest, Report, Submission
+    from .grader.worker import GraderWorker
+    from .protocol import Submission
     from .sandbox import isolation
 
     here = isolation()
-    if here.ok:
-        report = grade_in_jail(course, exercise, Submission.of_model(entry, model, options), profile=profile,
-                               seed=seed, only=[name])
-    else:
-        request = GradeRequest(course=course.root, exercise=exercise, model=model, entry=entry, options=options,
-                               profile=profile, seed=seed, only=[name])
-        report = Report.read(_grader_process(request, folder))
+    with GraderWorker(course, jailed=here.ok) as worker:
+        report = worker.grade(exercise, Submission.of_model(entry, model, options), profile=profile, seed=seed,
+                              only=[name])
     return report.model_copy(update={"environment": {**report.environment, "isolation": here.label}})
-
-
-def _grader_process(request, folder: Path) -> Path:
-    """Run the trusted grader in a process of its own (never in the student's kernel); the report's path."""
-    import json
-
-    from .protocol import files
-
-    request_file, report_file = folder / files.GRADE_REQUEST, folder / files.REPORT
-    request_file.write_text(request.model_dump_json())
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-    proc = subprocess.run([sys.executable, "-m", "deepgrade.grader", str(request_file), str(report_file)],
-                          cwd=request.course, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    error_file = report_file.with_suffix(".error.json")
-    if error_file.is_file():
-        error = json.loads(error_file.read_text())
-        kind = {"ConfigError": ConfigError, "GraderError": GraderError}.get(error.get("kind"), DeepgradeError)
-        raise kind(error.get("message", "the grader failed"), tip=error.get("tip"))
-    if not report_file.is_file():
-        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
-        raise GraderError(f"The grader process for {request.exercise!r} ended (exit code {proc.returncode}) "
-                          f"without writing a grade. Its last output:\n{tail}")
-    return report_file
 
 
 def seed_from_environment() -> int | None:

@@ -2,7 +2,8 @@
 
 - :func:`grade` (a built submission) and :func:`grade_notebook` (the student's jail, then the grader's):
   the library call that ``deepgrade check``, nbgrader and calibration share; :mod:`.run`, with the pytest
-  plugin in :mod:`.plugin`, and :mod:`.isolated` (the grader in its own jail);
+  plugin in :mod:`.plugin`; :mod:`.worker` and :mod:`.serve` (the persistent grader in its own jail) and
+  :mod:`.isolated` (whether grading may go on without one);
 - loading (:mod:`.loading`), the data (:mod:`.data`), training (:mod:`.training`), the checks autograders
   call (:mod:`.checks`), and the machine a grade records (:mod:`.environment`).
 

@@ -193,6 +193,7 @@ def training(model, grading: GradingRun, train, fit_options, request: pytest.Fix
     result = train(model, prepare, fit_options)
     grading.environment.update(
         train_size=result.train_size, epochs=result.epochs, train_seconds=round(result.seconds, 2),
+        evaluate_seconds=round(result.evaluate_seconds, 2),
         compiled_by=result.compiled_by, epochs_run=result.epochs_run,
     )
     if result.validation_size:

@@ -28,6 +28,7 @@ from ..errors import ConfigError, GraderError, did_you_mean
 from ..protocol import CheckResult, GradeRequest, Report, Submission
 
 RUN = pytest.StashKey["GradingRun"]()
+AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 _MODULE_NAME = re.compile(r"^test_(?P<exercise>\w+)\.py$")
 
 
@@ -153,15 +154,9 @@ class GradingRun:
 
     def execute(self) -> Report:
         autograder = self.course.autograder(self.exercise_name)
-        # importlib mode with the filesystem root as rootdir: the module is named after its absolute path, so
-        # an autograder is imported once per process, and never mistaken for another module named test_mlp.
-        args = [str(autograder), "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "-p", "no:xdist",
-                "-p", "no:randomly", "--import-mode=importlib", "--rootdir", autograder.anchor,
-                "--confcutdir", str(autograder.parent), "-c", os.devnull, "-W", "ignore::DeprecationWarning"]
         log = io.StringIO()
         try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                code = pytest.main(args, plugins=[self])
+            code = _pytest_session([str(autograder)], autograder, self, log)
         finally:
             if self._tmp is not None:
                 self._tmp.cleanup()
@@ -175,20 +170,63 @@ class GradingRun:
         return self.report()
 
 
+def _pytest_session(args: list[str], autograder: Path, plugin, log: io.StringIO) -> int:
+    """One in-process pytest session over ``autograder``, with deepgrade's plugin and no other.
+
+    importlib mode with the filesystem root as rootdir: the module is named after its absolute path, so an
+    autograder is imported once per process (a warm worker imports it before it forks) and never mistaken
+    for another module named test_mlp. Installed plugins are not loaded (hypothesis alone costs 2 s a
+    session), nor the exception hooks that collect garbage three times at the end of each session.
+    """
+    args = [*args, "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "-p", "deepgrade.grader.plugin",
+            "-p", "no:unraisableexception", "-p", "no:threadexception", "--import-mode=importlib",
+            "--rootdir", autograder.anchor, "--confcutdir", str(autograder.parent), "-c", os.devnull,
+            "-W", "ignore::DeprecationWarning"]
+    saved = os.environ.get(AUTOLOAD)
+    os.environ[AUTOLOAD] = "1"
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            return pytest.main(args, plugins=[plugin] if plugin is not None else [])
+    finally:
+        if saved is None:
+            os.environ.pop(AUTOLOAD, None)
+        else:
+            os.environ[AUTOLOAD] = saved
+
+
+def prewarm(course: LoadedCourse) -> None:
+    """Import every autograder of ``course`` (and what they import) in this process, without grading: a
+    worker does it once, before it forks a process per grade."""
+    for exercise in course.course.exercises:
+        autograder = course.autograder(exercise)
+        if autograder.is_file():
+            _pytest_session([str(autograder), "--collect-only"], autograder, None, io.StringIO())
+
+
 def _base_path(course: LoadedCourse, exercise: str) -> Path:
     from ..pretrained import resolve
 
     return resolve(course.base_handle(exercise))
 
 
-def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: Path) -> Submission:
-    """Run ``notebook`` in the student's sandbox under the exercise's limits; its models land in ``out``."""
+def student_jail(course: LoadedCourse, exercise: str):
+    """The limits and the pretrained base (or None) of ``exercise``'s student jail."""
     from .. import sandbox
 
     ex = course.exercise(exercise)
     limits = sandbox.Limits.of("student", **ex.sandbox.model_dump())
-    return sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], out, limits,
-                                options=ex.options, base=_base_path(course, exercise) if ex.transfer else None)
+    return limits, (_base_path(course, exercise) if ex.transfer else None)
+
+
+def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: Path, warm=None) -> Submission:
+    """Run ``notebook`` in the student's sandbox under the exercise's limits; its models land in ``out``.
+    ``warm``: a :class:`deepgrade.sandbox.WarmStudent` started for this exercise, used instead of a new jail."""
+    from .. import sandbox
+
+    ex = course.exercise(exercise)
+    limits, base = student_jail(course, exercise)
+    return sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], out, limits, options=ex.options,
+                                base=base, warm=warm)
 
 
 def _import_keras():
@@ -224,23 +262,29 @@ def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profil
 
 def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profile: str | None = None,
                    seed: int | None = None, only: list[str] | None = None, others: bool = False,
-                   allow_unisolated: bool | None = None) -> Report:
+                   allow_unisolated: bool | None = None, worker=None, warm=None) -> Report:
     """Run ``notebook`` in the student's jail, then grade what it built in the grader's jail.
 
     ``others``: the notebook is someone else's (nbgrader, a class): where no jail can be made, refuse with
     ConfigError unless the instructor opted out (``allow_unisolated``, default course.yml's). A student's own
     notebook is graded anyway. Either way the report's ``environment.isolation`` says how it was isolated.
+    ``worker``: a started :class:`~.worker.GraderWorker` to grade with (a batch keeps one warm); by default
+    one is started for this grade, at once, so that it warms up while the notebook runs. ``warm``: a student
+    jail already started for this exercise (:class:`deepgrade.sandbox.WarmStudent`), used once.
     """
-    from .isolated import grade_in_jail, isolation_for
+    from .isolated import isolation_for
+    from .worker import GraderWorker
 
     isolation = isolation_for(course, others=others, allow_unisolated=allow_unisolated)
-    with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
-        submission = build_submission(course, exercise, notebook, Path(tmp))
-        if isolation.ok:
-            report = grade_in_jail(course, exercise, submission, profile=profile, seed=seed, only=only)
-        else:
-            report = grade(course, exercise, submission, profile=profile, seed=seed, only=only)
-    return report  # environment.isolation: from the submission, which the student's jail marked
+    own = worker is None
+    worker = (worker or GraderWorker(course, jailed=isolation.ok)).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
+            submission = build_submission(course, exercise, notebook, Path(tmp), warm)
+            return worker.grade(exercise, submission, profile=profile, seed=seed, only=only)
+    finally:  # environment.isolation: from the submission, which the student's jail marked
+        if own:
+            worker.close()
 
 
 def grade_request(request: GradeRequest) -> Report:
@@ -251,29 +295,17 @@ def grade_request(request: GradeRequest) -> Report:
     return grade(course, request.exercise, submission, profile=request.profile, seed=request.seed, only=request.only)
 
 
-def main(argv: list[str]) -> int:
-    """``python -m deepgrade.grader REQUEST.json REPORT.json``: the grader in a process of its own.
-
-    REPORT ``-`` sends the report (or the error) down the jail's result pipe (``$DEEPGRADE_RESULT_FD``) as
-    :data:`files.REPORT` (or :data:`files.ERROR`) instead of writing a file: the grader jail writes nothing else.
-    """
+def outcome(request: GradeRequest) -> tuple[str, str, int]:
+    """Grade ``request``: (:data:`files.REPORT`, the report as JSON, 0), or (:data:`files.ERROR`, what went
+    wrong as ``{"kind", "message", "tip"}``, the exit code). Never raises: whatever happens is said."""
     from ..errors import DeepgradeError, said
     from ..protocol import files
 
-    request_file, report_file = argv
     try:
-        text = json.dumps(grade_request(GradeRequest.model_validate_json(Path(request_file).read_text())).to_dict())
-        name, code = files.REPORT, 0
-    except Exception as exc:  # noqa: BLE001 - whatever happens is said in the error file, never lost
+        return files.REPORT, json.dumps(grade_request(request).to_dict()), 0
+    except Exception as exc:  # noqa: BLE001 - whatever happens is said in the error, never lost
         known = isinstance(exc, DeepgradeError)
         text = json.dumps({"kind": type(exc).__name__ if known else "GraderError",
                            "message": exc.message if known else f"The grader failed ({said(exc)}).",
                            "tip": exc.tip if known else None})
-        name, code = files.ERROR, exc.exit_code if known else GraderError.exit_code
-    if report_file == "-":
-        with open(int(os.environ[files.RESULT_FD_ENV]), "wb", closefd=False) as pipe:
-            pipe.write(files.frame(name, text.encode()))
-    else:
-        target = Path(report_file)
-        (target if name == files.REPORT else target.with_suffix(".error.json")).write_text(text)
-    return code
+        return files.ERROR, text, exc.exit_code if known else GraderError.exit_code

@@ -43,7 +43,8 @@ class Training:
     train_accuracy: float
     train_size: int
     epochs: int
-    seconds: float
+    seconds: float                 # training (fit)
+    evaluate_seconds: float        # the accuracies on the test and training sets
     compiled_by: str  # "student" or "course"
     final_loss: float
     epochs_run: int = 0  # fewer than epochs when early stopping stopped it
@@ -208,12 +209,15 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
             f"Early stopping monitors {options.early_stopping.monitor!r}, which training did not report: expected "
             f"one of {sorted(history.history)}. Monitor 'val_loss', or compile with metrics=['accuracy'].")
     losses = history.history.get("loss", [float("nan")])
+    start = time.monotonic()
+    test_accuracy, train_accuracy = accuracy(fresh, x_test, y_test), accuracy(fresh, x, y)
     return Training(
-        test_accuracy=accuracy(fresh, x_test, y_test),
-        train_accuracy=accuracy(fresh, x, y),
+        test_accuracy=test_accuracy,
+        train_accuracy=train_accuracy,
         train_size=len(x),
         epochs=profile.epochs,
         seconds=seconds,
+        evaluate_seconds=time.monotonic() - start,
         compiled_by=compiled_by,
         final_loss=float(losses[-1]),
         epochs_run=warm + len(losses),

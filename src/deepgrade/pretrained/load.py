@@ -46,6 +46,8 @@ def resolve(handle: str | None = None) -> Path:
     if "://" not in str(handle) and not (Path(handle) / "saved_model.pb").is_file():
         raise ConfigError(f"The pretrained base is missing: expected a SavedModel folder (holding saved_model.pb). "
                           f"Received: {handle}.", tip="Build the course's own base with `deepgrade pretrain transfer`.")
+    if "://" not in str(handle):
+        return Path(handle)  # a local folder is its own resolution (without importing TensorFlow for it)
     import tensorflow_hub as hub
 
     try:

@@ -1,4 +1,4 @@
-"""A request to the trusted grader's own process (``python -m deepgrade.grader REQUEST REPORT``)."""
+"""A request to the trusted grader's own process (:mod:`deepgrade.grader.serve`, sent by its worker)."""
 
 from __future__ import annotations
 

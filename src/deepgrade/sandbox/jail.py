@@ -19,9 +19,11 @@ bubblewrap command; :func:`run` runs it and returns a :class:`Ran`. The jail get
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import queue
 import resource
 import secrets
 import shutil
@@ -211,6 +213,14 @@ def _own_processes(uid: int) -> int:
 
 def run(jail: Jail, *, python: bool = True) -> Ran:
     """Run ``jail`` to its end or its limits; never raises for what happens inside. OSError if it cannot start."""
+    with _launch(jail, python=python, stdin=False) as (proc, result_fd, start):
+        return _collect(proc, result_fd, jail.limits, start)
+
+
+@contextlib.contextmanager
+def _launch(jail: Jail, *, python: bool, stdin: bool):
+    """Start ``jail`` (bubblewrap through :mod:`.launch`); yield the process, the read end of its result pipe
+    and its start time. The staging folder lives as long as the context. OSError if it cannot start."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise OSError("bubblewrap is not available")
@@ -232,12 +242,17 @@ def run(jail: Jail, *, python: bool = True) -> Ran:
             start = time.monotonic()
             proc = subprocess.Popen(
                 [sys.executable, "-I", str(Path(__file__).with_name("launch.py")), str(plan)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                start_new_session=True, pass_fds=(result_write,), env={"PATH": "/usr/bin:/bin"},
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(result_write,),
+                env={"PATH": "/usr/bin:/bin"},
             )
             os.close(result_write)
             result_write = -1
-            return _collect(proc, result_read, jail.limits, start)
+            try:
+                yield proc, result_read, start
+            finally:
+                result_read = -1  # the reader owns it now
+                _kill_group(proc)
     except BaseException:
         for fd in (result_read, result_write):
             if fd >= 0:
@@ -248,17 +263,137 @@ def run(jail: Jail, *, python: bool = True) -> Ran:
         raise
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Running:
+    """A jail that stays up to be talked to (a persistent grader, a warm student process): frames go in on its
+    stdin and come back on its result pipe, each at most ``max_frame`` bytes; its output keeps the last
+    ``limits.output_kb``. Without bubblewrap (``jailed=False``) the same conversation runs with a plain
+    subprocess (``argv`` in ``cwd``, the jail's resource limits but not its namespaces). Close kills it."""
+
+    def __init__(self, spec: Jail, *, max_frame: int, jailed: bool = True, python: bool = True,
+                 cwd: Path | None = None):
+        self.limits = spec.limits
+        self._stack = contextlib.ExitStack()
+        if jailed:
+            self.proc, result_fd, self.started = self._stack.enter_context(_launch(spec, python=python, stdin=True))
+        else:
+            self.proc, result_fd, self.started = self._plain(spec, cwd)
+        self.output = _Reader(_own(self.proc), self.limits.output_kb * 1024, tail=True)
+        self.output.start()
+        self.frames: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read_frames, args=(result_fd, max_frame), daemon=True)
+        self._reader.start()
+
+    def _plain(self, spec: Jail, cwd: Path | None):
+        from .launch import RLIMITS
+
+        result_read, result_write = os.pipe()
+        limits = {k: v for k, v in rlimits(spec.limits).items() if k != "nproc"}  # no own uid: nproc would count ours
+
+        def apply() -> None:
+            for name, value in limits.items():
+                resource.setrlimit(RLIMITS[name], (value, value))
+
+        try:
+            proc = subprocess.Popen(spec.argv, cwd=cwd, env={**spec.env, RESULT_FD_ENV: str(result_write)},
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True, pass_fds=(result_write,), preexec_fn=apply)
+        finally:
+            os.close(result_write)
+        self._stack.callback(_kill_group, proc)
+        return proc, result_read, time.monotonic()
+
+    def _read_frames(self, fd: int, max_frame: int) -> None:
+        """Frames from the result pipe into :attr:`frames`; None at its end. A malformed or oversized frame
+        ends the conversation: the jail is killed."""
+        with open(fd, "rb", buffering=1 << 16) as pipe:
+            while True:
+                header = pipe.readline(4096)
+                if not header:
+                    break
+                try:
+                    head = json.loads(header)
+                    name, size = head["name"], head["size"]
+                    if not isinstance(name, str) or not isinstance(size, int) or not 0 <= size <= max_frame:
+                        raise ValueError(f"frame of {size} bytes")
+                except (ValueError, KeyError, TypeError):
+                    self.frames.put(("", b"malformed or oversized frame"))
+                    self.kill()
+                    break
+                data = pipe.read(size)
+                if len(data) < size:
+                    break
+                self.frames.put((name, data))
+        self.frames.put(None)
+
+    def send(self, data: bytes) -> bool:
+        """Write to the jail's stdin; False when it no longer reads."""
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def receive(self, timeout: float | None) -> tuple[str, bytes] | None:
+        """The next frame; None when the pipe ended; TimeoutError when none came within ``timeout`` s."""
+        try:
+            return self.frames.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return bytes(self.output.data).decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        _kill_group(self.proc)
+
+    def close(self) -> None:
+        self.kill()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self._stack.close()
+        for stream in (self.proc.stdin,):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+
+
+def _own(proc: subprocess.Popen) -> int:
+    """The process's stdout as a descriptor of the reader's own (which closes it): the Popen object's file
+    is closed now, so it can never close a reused descriptor number later."""
+    fd = os.dup(proc.stdout.fileno())
+    proc.stdout.close()
+    return fd
+
+
 class _Reader(threading.Thread):
     """Reads a pipe to its end, keeping at most ``keep`` bytes; ``over()`` is called once when it has more."""
 
-    def __init__(self, fd: int, keep: int, over=None):
+    def __init__(self, fd: int, keep: int, over=None, *, tail: bool = False):
         super().__init__(daemon=True)
-        self.fd, self.keep, self.over = fd, keep, over
+        self.fd, self.keep, self.over, self.tail = fd, keep, over, tail
         self.data, self.dropped = bytearray(), 0
 
     def run(self) -> None:
         with open(self.fd, "rb", buffering=0, closefd=True) as pipe:
             while chunk := pipe.read(1 << 16):
+                if self.tail:  # keep the last bytes (a long-lived jail's latest output)
+                    self.data += chunk
+                    del self.data[:max(0, len(self.data) - self.keep)]
+                    continue
                 room = self.keep - len(self.data)
                 if room > 0:
                     self.data += chunk[:room]
@@ -275,12 +410,9 @@ def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits, start: floa
     def kill(reason: str | None = None) -> None:
         if reason and not stopped:
             stopped.append(reason)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        _kill_group(proc)
 
-    output = _Reader(proc.stdout.fileno(), limits.output_kb * 1024)
+    output = _Reader(_own(proc), limits.output_kb * 1024)
     returned = _Reader(result_fd, limits.return_mb * 2**20, over=lambda: kill("returned"))
     output.start()
     returned.start()

@@ -86,7 +86,7 @@ def _limit(limits: Limits):
 
 
 def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits = STUDENT, *,
-                 options: str | None = None, base: Path | None = None) -> Submission:
+                 options: str | None = None, base: Path | None = None, warm: WarmStudent | None = None) -> Submission:
     """Run ``notebook`` then each entry function in the student's jail; copy the models into folder ``out``.
 
     ``options`` names an optional function returning training options (data, saved as JSON); ``base`` is the
@@ -95,6 +95,7 @@ def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits =
     Never raises for the student's faults: a notebook that cannot be read, raises, or runs out of time or
     memory gives a :class:`Submission` whose ``failure`` says so; an entry function that raises or returns no
     Keras model is recorded in ``Submission.errors``. Raises :class:`GraderError` when no sandbox can start.
+    ``warm``: a :class:`WarmStudent` started for these limits and base, used (once) instead of a new jail.
     """
     notebook = Path(notebook)
     isolation = jail.isolation()
@@ -104,7 +105,7 @@ def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits =
                                  isolation=label)
     request = ChildRequest(notebook=files.NOTEBOOK, models=files.MODELS, entries=entries, options=options,
                            base=files.BASE if base is not None else None)
-    with _ran(notebook, request, base, limits, isolation.ok) as (ran, back):
+    with _ran(notebook, request, base, limits, isolation.ok, warm) as (ran, back):
         return _submission(ran, back, entries, out, limits, options, label)
 
 
@@ -138,8 +139,66 @@ def run_for_values(notebook: Path, names: list[str], limits: Limits = STUDENT) -
         return Values(result.values, result.value_errors, failure, ran.output, label)
 
 
+class WarmStudent:
+    """A student's jail started before its notebook is known, used once: Python, Keras and IPython are imported
+    while the batch grades the previous submission; the notebook and the request then go in on its stdin, and
+    its time limit starts from that moment. The same jail, limits and binds as a jail started for the notebook."""
+
+    def __init__(self, limits: Limits, base: Path | None):
+        self.limits, self.base = limits, base
+        mounts = [jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}")] if base is not None else []
+        spec = jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child", "--wait"], cwd=WORKDIR,
+                         env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
+        try:
+            self.running = jail.Running(spec, max_frame=limits.return_mb * 2**20)
+        except OSError as exc:
+            raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
+
+    def fits(self, limits: Limits, base: Path | None) -> bool:
+        return self.limits == limits and self.base == base and self.running.alive()
+
+    def close(self) -> None:
+        self.running.close()
+
+    def run(self, inbox: Path) -> jail.Ran:
+        """Hand over the notebook and the request in ``inbox``; what came back, as :func:`jail.run` says it."""
+        running, limits = self.running, self.limits
+        start = time.monotonic()
+        sent = running.send(b"".join(files.frame(name, (inbox / name).read_bytes())
+                                     for name in (files.REQUEST, files.NOTEBOOK)))
+        frames, total, stopped = [], 0, None
+        deadline = start + limits.time_limit_s
+        while sent:
+            try:
+                got = running.receive(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                stopped = "time"
+                break
+            if got is None:
+                break
+            name, data = got
+            total += len(data)
+            if not name or total > limits.return_mb * 2**20:
+                stopped = "returned"
+                break
+            frames.append(files.frame(name, data))
+        if stopped:
+            running.kill()
+        try:
+            code = running.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            running.kill()
+            code = running.proc.wait()
+        time.sleep(0.05)  # the output reader drains the pipe's last bytes
+        output = running.log()
+        running.close()
+        return jail.Ran(code=None if stopped else code, seconds=time.monotonic() - start, output=output,
+                        returned=b"".join(frames) if stopped != "returned" else b"", stopped=stopped)
+
+
 @contextlib.contextmanager
-def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limits, jailed: bool):
+def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limits, jailed: bool,
+         warm: WarmStudent | None = None):
     """Run the child on ``request`` (in a jail when ``jailed``, else a plain subprocess); yield what ran and the
     folder of the files it sent back, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="deepgrade-student-") as tmp:
@@ -150,20 +209,27 @@ def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limit
         (inbox / files.REQUEST).write_text(request.model_dump_json())
         back = work / "back"
         back.mkdir()
-        yield (_run_jailed if jailed else _run_process)(inbox, back, base, limits, request), back
+        if jailed:
+            yield _run_jailed(inbox, back, base, limits, request, warm), back
+        else:
+            yield _run_process(inbox, back, base, limits, request), back
 
 
-def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, request: ChildRequest) -> jail.Ran:
-    mounts = [jail.Mount(inbox / files.NOTEBOOK, f"{WORKDIR}/{files.NOTEBOOK}"),
-              jail.Mount(inbox / files.REQUEST, f"{WORKDIR}/{files.REQUEST}")]
-    if base is not None:
-        mounts.append(jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}"))
-    spec = jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child"], cwd=WORKDIR,
-                     env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
-    try:
-        ran = jail.run(spec)
-    except OSError as exc:
-        raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
+def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, request: ChildRequest,
+                warm: WarmStudent | None = None) -> jail.Ran:
+    if warm is not None and warm.fits(limits, base):
+        ran = warm.run(inbox)
+    else:
+        mounts = [jail.Mount(inbox / files.NOTEBOOK, f"{WORKDIR}/{files.NOTEBOOK}"),
+                  jail.Mount(inbox / files.REQUEST, f"{WORKDIR}/{files.REQUEST}")]
+        if base is not None:
+            mounts.append(jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}"))
+        spec = jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child"], cwd=WORKDIR,
+                         env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
+        try:
+            ran = jail.run(spec)
+        except OSError as exc:
+            raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
     if ran.code is not None and ran.code > 128:  # bubblewrap exits 128 + n when the child was killed by signal n
         ran = replace(ran, code=-(ran.code - 128))
     returnable = [files.model_file(entry) for entry in request.entries]

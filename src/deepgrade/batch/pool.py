@@ -1,0 +1,199 @@
+"""Grading many submissions at once, on Dask: a local pool sized to the machine, or an existing cluster.
+
+Grading one submission is one function, :func:`grade_job` (a notebook in, a report out), mapped over the
+submissions with ``client.submit`` and consumed with ``as_completed``; the pool and the gradebook writer
+are around it, never inside it. Each Dask worker process keeps one persistent trusted grader
+(:class:`~deepgrade.grader.worker.GraderWorker`: Keras imported and the data loaded once) and gives every
+submission a fresh student jail. The default pool is a ``distributed.LocalCluster`` of worker processes,
+one per core; ``scheduler="tcp://host:8786"`` sends the same tasks to an existing cluster whose workers
+have deepgrade installed (Slurm through dask-jobqueue, a GPU box with a worker per GPU: see the README).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DeepgradeError, said
+from ..protocol import CheckResult, Report
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submitted notebook to grade: as the grader will run it (nbgrader's sanitized copy), and its key."""
+
+    student: str
+    assignment: str          # the exercise id
+    notebook: str            # the notebook's name, without .ipynb
+    source: str              # the notebook, as JSON text
+    key: str                 # :func:`deepgrade.batch.store.grade_key`
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every task of a batch is graded under (sent with each task)."""
+
+    course: str              # the deepgrade course's folder (course.yml), as the workers see it
+    profile: str | None
+    seed: int | None
+    others: bool = True      # other people's work: no jail is a refusal unless opted out
+    allow_unisolated: bool | None = None
+    threads: int | None = None  # TensorFlow threads per grade; None: the machine's cores / the local workers
+    recycle_after: int = 200
+
+
+@dataclass(frozen=True)
+class Graded:
+    """What a task sends back: the report, whether it is a finished grade (kept for reuse), and its timing."""
+
+    key: str
+    report: dict
+    finished: bool
+    seconds: float           # the whole task, in the worker
+    student_seconds: float   # the student's jail
+    grader_warm: bool        # the persistent grader was already warm when this grade started
+
+
+# What a process keeps warm between grades (a Dask worker process, or nbgrader's for a plain autograde): one
+# persistent grader per course and settings, and the next student's jail, started ahead. Closed at exit (and the
+# jails die with the process anyway).
+_WORKERS: dict = {}   # (course, jailed, threads, recycle) -> GraderWorker
+_STUDENTS: dict = {}  # (limits, base) -> WarmStudent, at most one waiting
+
+
+@atexit.register
+def _close_all() -> None:
+    for kept in [*_WORKERS.values(), *_STUDENTS.values()]:
+        kept.close()
+
+
+def worker_for(course, *, jailed: bool, threads: int | None = None, recycle_after: int = 200):
+    """This process's persistent trusted grader for ``course`` (started on first use, kept warm)."""
+    from ..grader.worker import GraderWorker
+
+    key = (str(course.root), jailed, threads, recycle_after)
+    if key not in _WORKERS:
+        _WORKERS[key] = GraderWorker(course, jailed=jailed, threads=threads, recycle_after=recycle_after).start()
+    return _WORKERS[key]
+
+
+def student_for(course, exercise: str):
+    """A student jail for ``exercise`` (used once): the one this process started ahead when it fits, else a new
+    one; and the next one is started now, so that it imports Keras while this submission is graded."""
+    from ..grader.run import student_jail
+    from ..sandbox import WarmStudent
+
+    limits, base = student_jail(course, exercise)
+    ready = _STUDENTS.pop((limits, base), None)
+    for stale in _STUDENTS.values():  # at most one waiting jail: the exercise's limits or base changed
+        stale.close()
+    _STUDENTS.clear()
+    if ready is None or not ready.fits(limits, base):
+        if ready is not None:
+            ready.close()
+        ready = WarmStudent(limits, base)
+    _STUDENTS[(limits, base)] = WarmStudent(limits, base)
+    return ready
+
+
+def failed_report(course, exercise: str, profile: str | None, why: str) -> Report:
+    """Zero for every check of ``exercise``, each saying ``why`` (a crash, a time-out, a lost worker)."""
+    checks = course.exercise(exercise).checks
+    return Report(exercise=exercise, profile=profile or "?", environment={"grader_error": why},
+                  checks=[CheckResult(name=name, passed=False, points=0.0, max_points=check.points, message=why)
+                          for name, check in checks.items()])
+
+
+def grade_job(job: Job, settings: Settings) -> Graded:
+    """Grade one submission (runs on a Dask worker). Never raises: a failure is a zero report that says why."""
+    from ..course import load_course
+    from ..grader.isolated import isolation_for
+    from ..grader.run import grade_notebook
+
+    start = time.monotonic()
+    course = load_course(settings.course)
+    try:
+        isolation = isolation_for(course, others=settings.others, allow_unisolated=settings.allow_unisolated)
+        worker = worker_for(course, jailed=isolation.ok, threads=settings.threads,
+                            recycle_after=settings.recycle_after)
+        warm = worker.warm
+        student = student_for(course, job.assignment) if isolation.ok else None
+        with tempfile.TemporaryDirectory(prefix="deepgrade-batch-") as tmp:
+            path = Path(tmp) / f"{job.notebook}.ipynb"
+            path.write_text(job.source)
+            report = grade_notebook(course, job.assignment, path, profile=settings.profile, seed=settings.seed,
+                                    others=settings.others, allow_unisolated=settings.allow_unisolated,
+                                    worker=worker, warm=student)
+        finished = not report.environment.get("grader_errors")
+    except Exception as exc:  # noqa: BLE001 - one submission's failure is recorded; the batch goes on
+        why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
+        report, finished, warm = failed_report(course, job.assignment, settings.profile, why), False, False
+    return Graded(key=job.key, report=report.to_dict(), finished=finished, seconds=time.monotonic() - start,
+                  student_seconds=float(report.environment.get("sandbox_seconds", 0.0)), grader_warm=warm)
+
+
+class Pool:
+    """Where a batch's tasks run: ``with Pool(workers=4) as pool: for job, graded in pool.grade(jobs, s): ...``.
+
+    ``scheduler``: the address of an existing Dask scheduler; None starts a LocalCluster of ``workers``
+    processes (default: one per core) for the duration of the ``with`` block.
+    """
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self.scheduler = scheduler
+        self.client = self.cluster = None
+
+    def __enter__(self) -> "Pool":
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout="30s")
+        else:
+            self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                        dashboard_address=":0", memory_limit=0, silence_logs=logging.ERROR)
+            self.client = Client(self.cluster)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+    def threads(self) -> int | None:
+        """TensorFlow threads per grade: the local cores shared among the local workers; a remote cluster's
+        workers keep their own default."""
+        if self.scheduler:
+            return None
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+    def grade(self, jobs: Iterable[Job], settings: Settings) -> Iterator[tuple[Job, Graded]]:
+        """Submit every job now; iterate over each job with its result, as they finish (in any order)."""
+        by_future = {self.client.submit(grade_job, job, settings, key=f"grade-{job.key}-{job.student}",
+                                        pure=False): job for job in jobs}
+        return self._results(by_future, settings)
+
+    def _results(self, by_future: dict, settings: Settings) -> Iterator[tuple[Job, Graded]]:
+        from distributed import as_completed
+
+        for future in as_completed(by_future):
+            job = by_future[future]
+            try:
+                graded = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker lost (killed, out of memory): this job's zero
+                from ..course import load_course
+
+                why = (f"The grading worker was lost while grading this notebook ({said(exc)}); it is graded "
+                       "again on the next run.")
+                report = failed_report(load_course(settings.course), job.assignment, settings.profile, why)
+                graded = Graded(key=job.key, report=report.to_dict(), finished=False, seconds=0.0,
+                                student_seconds=0.0, grader_warm=False)
+            yield job, graded

@@ -1,0 +1,106 @@
+"""Finished grades, kept by what they were computed from: a killed batch loses nothing, an unchanged
+submission is never graded twice.
+
+:func:`grade_key` names a grade by everything it depends on: the code the student's jail runs (the
+notebook's code cells, test cells and cells tagged ``deepgrade-skip`` left out, in order), the exercise,
+the profile, the seed policy and the grader's version (deepgrade's and Keras' versions and the content of
+course.yml and the exercise's autograder). :class:`ResultStore` keeps one JSON file per key, written
+atomically (a temporary file renamed into place): a batch killed at any point leaves every finished grade
+whole and nothing half-written. ``deepgrade autograde`` fills it from its workers; nbgrader's TrustedGrade
+reads it before grading, so plain ``nbgrader autograde`` reuses a finished grade too.
+
+Only grades the grader finished are kept: a submission whose grading failed for the grader's own reasons
+(a worker lost, the grader's time-out) is recorded as zero with the reason, and graded again next time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+from ..course import LoadedCourse
+from ..course.notebooks import SKIP_TAG, is_test_cell
+from ..protocol import Report
+
+FOLDER = ".deepgrade/grades"  # under the nbgrader course folder
+
+
+def seed_policy(seed: int | None) -> str:
+    return "random" if seed is None else f"fixed:{seed}"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def graded_code(nb) -> list[str]:
+    """What the student's jail runs of ``nb``: the source of each code cell it executes, in order."""
+    return [cell.get("source", "") for cell in nb.get("cells", [])
+            if cell.get("cell_type") == "code" and not is_test_cell(cell)
+            and SKIP_TAG not in cell.get("metadata", {}).get("tags", [])]
+
+
+def grade_key(nb, course: LoadedCourse, exercise: str, *, profile: str | None, seed: int | None) -> str:
+    """The name of the grade of notebook ``nb`` (a notebook node or dict) under these settings."""
+    autograder = course.autograder(exercise)
+    parts = {
+        "code": graded_code(nb),
+        "exercise": exercise,
+        "profile": profile or "device",
+        "seed": seed_policy(seed),
+        "grader": [_version("deepgrade"), _version("keras"),
+                   hashlib.sha256(course.path.read_bytes()).hexdigest(),
+                   hashlib.sha256(autograder.read_bytes()).hexdigest() if autograder.is_file() else "-"],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class ResultStore:
+    """Grades by key, one JSON file each, under ``folder``: finished grades in ``results/``, reused by every
+    later run; grades the grader could not finish (zero, with the reason) in ``failed/``, read only by the
+    gradebook writer of the batch that made them, and graded again by the next run."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @classmethod
+    def of(cls, course_dir: Path) -> "ResultStore":
+        return cls(Path(course_dir) / FOLDER)
+
+    def _path(self, key: str, finished: bool = True) -> Path:
+        return self.folder / ("results" if finished else "failed") / key[:2] / f"{key}.json"
+
+    def get(self, key: str, *, failed: bool = False) -> Report | None:
+        """The finished grade under ``key`` (with ``failed``, else the failed one); None when there is none."""
+        for path in [self._path(key)] + ([self._path(key, finished=False)] if failed else []):
+            try:
+                return Report.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return None
+
+    def put(self, key: str, report: Report, *, finished: bool = True) -> None:
+        path = self._path(key, finished)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(report.to_dict(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        if finished:
+            self._path(key, finished=False).unlink(missing_ok=True)
+
+    def __contains__(self, key: str) -> bool:
+        return self._path(key).is_file()

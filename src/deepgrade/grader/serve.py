@@ -1,0 +1,186 @@
+"""A persistent trusted grader: ``python -m deepgrade.grader.serve COURSE [--jailed]``, talked to by :mod:`.worker`.
+
+It imports Keras, pytest and the autograders' plugin and loads and verifies Fashion-MNIST once, says
+``ready`` down the result pipe, then grades one submission after another, each in a **fresh forked
+process**: nothing one grade does (a model file that exploited a loader bug included) can reach the next,
+whose process starts again from the clean, warm parent. The parent never builds or loads a model (the
+TensorFlow runtime, and CUDA on a GPU, start in each child), marks itself non-dumpable (a child cannot
+ptrace it or read its memory or file descriptors) and, in a jail, kills every process left in the jail
+after each grade (``kill(-1)``: a ``setsid()`` survivor included).
+
+In on stdin, from the trusted worker: frames ``models/<file>`` then :data:`files.GRADE_REQUEST` (a
+:class:`GradeRequest` whose model paths are those frame names). Out on ``$DEEPGRADE_RESULT_FD``: ``ready``,
+then per request :data:`files.REPORT` or :data:`files.ERROR` (JSON), nothing else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+READY = "ready"
+PR_SET_DUMPABLE = 4
+MAX_REPORT = 1 << 20  # a report is a few KB; more is not read
+
+
+def _frames(stream):
+    """Frames from the worker (trusted) on ``stream``, until its end."""
+    while True:
+        header = stream.readline()
+        if not header:
+            return
+        head = json.loads(header)
+        data = stream.read(head["size"])
+        if len(data) < head["size"]:
+            return
+        yield head["name"], data
+
+
+def _send(fd: int, name: str, data: bytes) -> None:
+    from ..protocol import files
+
+    with open(fd, "wb", closefd=False) as pipe:
+        pipe.write(files.frame(name, data))
+
+
+def _warm(course_root: str) -> dict:
+    """Everything a grade needs that does not depend on the submission, done once."""
+    start = time.monotonic()
+    from ..course import load_course
+    from .data import load
+    from .run import _import_keras, prewarm
+
+    _import_keras()
+    load()  # verified and decompressed once: every child shares the arrays
+    prewarm(load_course(course_root))  # pytest, the plugin and the autograders imported
+    return {"pid": os.getpid(), "seconds": round(time.monotonic() - start, 3)}
+
+
+def _grade_in_child(request, out_fd: int) -> None:
+    """The forked child: grade, write the report (or the error) to ``out_fd``, exit. Never returns."""
+    from .run import outcome
+
+    code = 1
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc entries, as any process
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        name, text, code = outcome(request)
+        with open(out_fd, "wb") as pipe:
+            pipe.write(json.dumps({"name": name, "text": text}).encode())
+    finally:
+        os._exit(code)
+
+
+def _collect(pid: int, fd: int, jailed: bool) -> tuple[bytes, int]:
+    """Read the child's answer while it runs; once it ended, kill whatever it left behind. (data, status)"""
+    data = bytearray()
+    status, deadline = None, None
+    while True:
+        if status is None:
+            done, status_now = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status, deadline = status_now, time.monotonic() + 5
+                _sweep(pid, jailed)
+        elif time.monotonic() > deadline:  # something outside the reach of the sweep holds the pipe open
+            break
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            if len(data) < MAX_REPORT:
+                data += chunk[:MAX_REPORT - len(data)]
+    os.close(fd)
+    if status is None:
+        _, status = os.waitpid(pid, 0)
+    return bytes(data), status
+
+
+def _sweep(pid: int, jailed: bool) -> None:
+    """Kill every process a grade left: in the jail, all but this one (pid 1 is bubblewrap's); outside, the
+    child's process group (the only reach a plain process has without harming the host)."""
+    if jailed and os.getuid() != 0:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    while True:  # reap what was ours
+        try:
+            done, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if not done:
+            break
+
+
+def _grade(request, out_fd: int, jailed: bool) -> tuple[str, bytes]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        os.close(out_fd)
+        if not jailed:
+            os.setpgid(0, 0)
+        _grade_in_child(request, write_fd)
+    os.close(write_fd)
+    data, status = _collect(pid, read_fd, jailed)
+    try:
+        answer = json.loads(data)
+        return answer["name"], answer["text"].encode()
+    except (ValueError, KeyError, TypeError):
+        how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+               else f"exited with code {os.WEXITSTATUS(status)}")
+        from ..errors import GraderError
+        from ..protocol import files
+
+        return files.ERROR, json.dumps({"kind": GraderError.__name__, "tip": None, "message": (
+            f"The grading process {how} before it sent a grade: the model file crashed or killed the grader, "
+            "or it ran out of memory.")}).encode()
+
+
+def main(argv: list[str]) -> int:
+    from ..protocol import GradeRequest, files
+
+    jailed = "--jailed" in argv
+    out_fd = int(os.environ[files.RESULT_FD_ENV])
+    ready = _warm(argv[0])
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _send(out_fd, READY, json.dumps(ready).encode())
+    work = Path(tempfile.mkdtemp(prefix="grades-"))
+    models: dict[str, bytes] = {}
+    for count, (name, data) in enumerate(_frames(sys.stdin.buffer)):
+        if name != files.GRADE_REQUEST:
+            models[name] = data
+            continue
+        folder = work / f"grade-{count}"
+        (folder / files.MODELS).mkdir(parents=True)
+        request = GradeRequest.model_validate_json(data)
+        placed = {}
+        for entry, path in request.submission.models.items():
+            target = folder / files.MODELS / Path(path).name
+            target.write_bytes(models.get(str(path), b""))
+            placed[entry] = target
+        models = {}
+        request = request.model_copy(update={"submission": request.submission.model_copy(update={"models": placed})})
+        reply, text = _grade(request, out_fd, jailed)
+        shutil.rmtree(folder, ignore_errors=True)
+        _send(out_fd, reply, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
