@@ -136,6 +136,9 @@ def checked(course, make_submission, tmp_path_factory):
     folder = tmp_path_factory.mktemp("checked")
 
     def run(exercise: str, answer: str, only: list[str], seed: int = 1):
+        import keras
+
+        keras.backend.clear_session()  # layer names as in a fresh process (the sandbox's), whatever ran here before
         ex = course.exercise(exercise)
         nb = nbformat.read(make_submission(exercise, answer), as_version=4)
         namespace: dict = {}

@@ -120,9 +120,14 @@ class TrustedGrade(Execute):
         from .grader.isolated import isolation_for
 
         jailed = isolation_for(course, others=True, allow_unisolated=self.allow_unisolated).ok
-        return grade_notebook(course, exercise, path, profile=profile, seed=self.seed, others=True,
-                              allow_unisolated=self.allow_unisolated, worker=worker_for(course, jailed=jailed),
-                              warm=student_for(course, exercise) if jailed else None)
+        student = student_for(course, exercise) if jailed else None
+        try:
+            return grade_notebook(course, exercise, path, profile=profile, seed=self.seed, others=True,
+                                  allow_unisolated=self.allow_unisolated, worker=worker_for(course, jailed=jailed),
+                                  warm=student)
+        finally:
+            if student is not None:
+                student.close()
 
     def _course_dir(self) -> Path:
         from nbgrader.coursedir import CourseDirectory

@@ -67,7 +67,12 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
     console.print(f"{', '.join(assignments)}: {len(jobs)} submissions, {len(done)} already graded, "
                   f"{len(todo)} to grade{where if todo else ''}")
 
-    def record(assignment: str, student: str, report: Report, reused: bool) -> None:
+    def record(assignment: str, student: str, report: Report, reused: bool, finished: bool = True) -> None:
+        if not finished and classroom.has_grade(assignment, student):  # a lost worker never replaces a grade
+            why = report.environment.get("grader_error", "the grader could not finish")
+            rows[assignment, student] = Row(student, report, reused=False,
+                                            recorded=f"kept the gradebook's earlier grade: {why}")
+            return
         rows[assignment, student] = Row(student, report, reused=reused,
                                         recorded=classroom.record(assignment, student))
 
@@ -95,7 +100,7 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
                 store.put(job.key, report, finished=graded.finished)
                 graded_now[job.assignment].append(graded)
                 for twin in same[job.key]:
-                    record(job.assignment, twin.student, report, reused=twin is not job)
+                    record(job.assignment, twin.student, report, reused=twin is not job, finished=graded.finished)
                     progress.advance(bar)
         finally:
             if pool is not None:

@@ -58,7 +58,10 @@ class Classroom:
         given = config.TrustedGrade
         if course is None:
             course = load_course(Path(given.course) if given.get("course") else self.root)
-        # the writer's TrustedGrade grades under the batch's settings, so it finds the batch's grades by key
+        # the batch grades under nbgrader_config.py's settings unless told otherwise, and the writer's TrustedGrade
+        # under the batch's, so that both (and a later plain `nbgrader autograde`) name each grade by one key
+        profile = profile or given.get("profile") or None
+        seed = seed if seed is not None else given.get("seed")
         given.course = str(course.root)
         given.profile = profile or ""
         given.seed = seed
@@ -133,6 +136,17 @@ class Classroom:
             return None
         tail = "\n".join((result.get("error") or result.get("log") or "").strip().splitlines()[-8:])
         return f"nbgrader autograde failed for {student}/{assignment}:\n{tail}"
+
+    def has_grade(self, assignment: str, student: str) -> bool:
+        """Whether the gradebook holds a grade of ``student`` for ``assignment``."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
+            try:
+                gb.find_submission(assignment, student)
+            except MissingEntry:
+                return False
+        return True
 
     def recorded(self, assignment: str) -> dict[str, dict]:
         """Per student: total and per-check points, as the gradebook holds them."""

@@ -123,12 +123,16 @@ def grade_job(job: Job, settings: Settings) -> Graded:
                             recycle_after=settings.recycle_after)
         warm = worker.warm
         student = student_for(course, job.assignment) if isolation.ok else None
-        with tempfile.TemporaryDirectory(prefix="deepgrade-batch-") as tmp:
-            path = Path(tmp) / f"{job.notebook}.ipynb"
-            path.write_text(job.source)
-            report = grade_notebook(course, job.assignment, path, profile=settings.profile, seed=settings.seed,
-                                    others=settings.others, allow_unisolated=settings.allow_unisolated,
-                                    worker=worker, warm=student)
+        try:
+            with tempfile.TemporaryDirectory(prefix="deepgrade-batch-") as tmp:
+                path = Path(tmp) / f"{job.notebook}.ipynb"
+                path.write_text(job.source)
+                report = grade_notebook(course, job.assignment, path, profile=settings.profile, seed=settings.seed,
+                                        others=settings.others, allow_unisolated=settings.allow_unisolated,
+                                        worker=worker, warm=student)
+        finally:
+            if student is not None:
+                student.close()  # used once (already closed when it ran the notebook)
         finished = not report.environment.get("grader_errors")
     except Exception as exc:  # noqa: BLE001 - one submission's failure is recorded; the batch goes on
         why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"

@@ -3,8 +3,8 @@ submission is never graded twice.
 
 :func:`grade_key` names a grade by everything it depends on: the code the student's jail runs (the
 notebook's code cells, test cells and cells tagged ``deepgrade-skip`` left out, in order), the exercise,
-the profile, the seed policy and the grader's version (deepgrade's and Keras' versions and the content of
-course.yml and the exercise's autograder). :class:`ResultStore` keeps one JSON file per key, written
+the profile (the device's, when none is asked for), the seed policy and the grader's version (deepgrade's own
+code, Keras and its backend, course.yml, the autograders and the exercise's pretrained base). :class:`ResultStore` keeps one JSON file per key, written
 atomically (a temporary file renamed into place): a batch killed at any point leaves every finished grade
 whole and nothing half-written. ``deepgrade autograde`` fills it from its workers; nbgrader's TrustedGrade
 reads it before grading, so plain ``nbgrader autograde`` reuses a finished grade too.
@@ -15,6 +15,7 @@ Only grades the grader finished are kept: a submission whose grading failed for 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -47,17 +48,54 @@ def graded_code(nb) -> list[str]:
             and SKIP_TAG not in cell.get("metadata", {}).get("tags", [])]
 
 
+def _digest(paths, root: Path) -> str:
+    """sha256 over the files' names (relative to ``root``: the same course elsewhere has the same key) and contents."""
+    h = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+@functools.cache
+def _folder_digest(folder: Path, pattern: str) -> str:
+    folder = Path(folder)
+    return _digest((p for p in folder.rglob(pattern) if p.is_file()), folder) if folder.is_dir() else "-"
+
+
+def grader_version(course: LoadedCourse, exercise: str) -> list[str]:
+    """Everything of the grader a grade depends on: deepgrade's own code (an editable install keeps its version
+    number across changes), Keras and its backend, course.yml, the exercise's autograders folder and its
+    pretrained base."""
+    import deepgrade
+
+    ex = course.exercise(exercise)
+    autograder = course.autograder(exercise)
+    base = "-"
+    if ex.transfer is not None and "://" not in ex.transfer.handle:
+        base = _folder_digest(Path(course.base_handle(exercise)), "*")
+    return [_version("keras"), os.environ.get("KERAS_BACKEND", "tensorflow"),
+            _folder_digest(Path(deepgrade.__file__).parent, "*.py"),
+            hashlib.sha256(course.path.read_bytes()).hexdigest(),
+            _digest(autograder.parent.glob("*.py"), autograder.parent) if autograder.is_file() else "-", base]
+
+
+def device_profile() -> str:
+    """The profile a grade gets when none is asked for, as the key names it: ``$DEEPGRADE_PROFILE``, else by
+    whether this machine has an NVIDIA GPU (a grade on a GPU is never reused on a CPU, or the other way)."""
+    chosen = os.environ.get("DEEPGRADE_PROFILE", "").strip()
+    if chosen:
+        return chosen
+    return "device:gpu" if any(Path(f"/dev/nvidia{i}").exists() for i in range(8)) else "device:cpu"
+
+
 def grade_key(nb, course: LoadedCourse, exercise: str, *, profile: str | None, seed: int | None) -> str:
     """The name of the grade of notebook ``nb`` (a notebook node or dict) under these settings."""
-    autograder = course.autograder(exercise)
     parts = {
         "code": graded_code(nb),
         "exercise": exercise,
-        "profile": profile or "device",
+        "profile": profile or device_profile(),
         "seed": seed_policy(seed),
-        "grader": [_version("deepgrade"), _version("keras"),
-                   hashlib.sha256(course.path.read_bytes()).hexdigest(),
-                   hashlib.sha256(autograder.read_bytes()).hexdigest() if autograder.is_file() else "-"],
+        "grader": grader_version(course, exercise),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

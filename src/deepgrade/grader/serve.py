@@ -16,6 +16,7 @@ then per request :data:`files.REPORT` or :data:`files.ERROR` (JSON), nothing els
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import select
@@ -31,17 +32,34 @@ PR_SET_DUMPABLE = 4
 MAX_REPORT = 1 << 20  # a report is a few KB; more is not read
 
 
-def _frames(stream):
-    """Frames from the worker (trusted) on ``stream``, until its end."""
+BUFFER = bytearray(1 << 20)  # every model byte passes through this one buffer, zeroed after each grade
+
+
+def _receive(stream, folder: Path):
+    """The next grade's frames from the worker (trusted) on ``stream``: each model frame is streamed into its
+    file in ``folder`` (never held whole in this long-lived process's memory, which every later grade's process
+    inherits); returns the request's JSON, or None at the end of the stream."""
+    from ..protocol import files
+
+    view = memoryview(BUFFER)
     while True:
-        header = stream.readline()
+        header = stream.readline(4096)
         if not header:
-            return
+            return None
         head = json.loads(header)
-        data = stream.read(head["size"])
-        if len(data) < head["size"]:
-            return
-        yield head["name"], data
+        name, size = head["name"], head["size"]
+        if name == files.GRADE_REQUEST:
+            data = stream.read(size)
+            return data if len(data) == size else None
+        target = folder / files.MODELS / Path(name).name
+        with open(target, "wb") as out:
+            left = size
+            while left:
+                got = stream.readinto(view[:min(left, len(view))])
+                if not got:
+                    return None
+                out.write(view[:got])
+                left -= got
 
 
 def _send(fd: int, name: str, data: bytes) -> None:
@@ -69,8 +87,7 @@ def _grade_in_child(request, out_fd: int) -> None:
     from .run import outcome
 
     code = 1
-    try:
-        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc entries, as any process
+    try:  # not dumpable, as its parent: nothing it starts can ptrace it or read its memory or descriptors
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         name, text, code = outcome(request)
@@ -80,29 +97,39 @@ def _grade_in_child(request, out_fd: int) -> None:
         os._exit(code)
 
 
-def _collect(pid: int, fd: int, jailed: bool) -> tuple[bytes, int]:
-    """Read the child's answer while it runs; once it ended, kill whatever it left behind. (data, status)"""
-    data = bytearray()
-    status, deadline = None, None
+def _collect(pid: int, fd: int, jailed: bool) -> tuple[bytearray, int]:
+    """Read the child's answer while it runs; once it ended (or 5 s after its pipe closed), kill whatever it left
+    behind, always. (data, wait status)"""
+    data = bytearray(MAX_REPORT)
+    got, status, deadline = 0, None, None
     while True:
         if status is None:
             done, status_now = os.waitpid(pid, os.WNOHANG)
             if done:
-                status, deadline = status_now, time.monotonic() + 5
-                _sweep(pid, jailed)
-        elif time.monotonic() > deadline:  # something outside the reach of the sweep holds the pipe open
-            break
+                status = status_now
+        if status is not None and deadline is None:
+            deadline = time.monotonic() + 5
+            _sweep(pid, jailed)
+        if deadline is not None and time.monotonic() > deadline:
+            break  # something outside the sweep's reach holds the pipe open
         ready, _, _ = select.select([fd], [], [], 0.05)
         if ready:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                break
-            if len(data) < MAX_REPORT:
-                data += chunk[:MAX_REPORT - len(data)]
+            n = os.readv(fd, [memoryview(data)[got:]]) if got < MAX_REPORT else len(os.read(fd, 1 << 16))
+            if n == 0:
+                if status is not None:
+                    break
+                time.sleep(0.01)  # the pipe closed before the child ended: wait for it (a deadline applies)
+                if deadline is None:
+                    deadline = time.monotonic() + 30
+                continue
+            got = min(MAX_REPORT, got + n) if got < MAX_REPORT else got
     os.close(fd)
     if status is None:
+        os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-    return bytes(data), status
+        _sweep(pid, jailed)
+    del data[got:]
+    return data, status
 
 
 def _sweep(pid: int, jailed: bool) -> None:
@@ -127,12 +154,13 @@ def _sweep(pid: int, jailed: bool) -> None:
             break
 
 
-def _grade(request, out_fd: int, jailed: bool) -> tuple[str, bytes]:
+def _grade(request, out_fd: int, jailed: bool, folder: Path) -> tuple[str, bytes]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
         os.close(out_fd)
+        os.chdir(folder)
         if not jailed:
             os.setpgid(0, 0)
         _grade_in_child(request, write_fd)
@@ -140,7 +168,10 @@ def _grade(request, out_fd: int, jailed: bool) -> tuple[str, bytes]:
     data, status = _collect(pid, read_fd, jailed)
     try:
         answer = json.loads(data)
-        return answer["name"], answer["text"].encode()
+        name, text = answer["name"], answer["text"]
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise TypeError("not a grade")
+        return name, text.encode()
     except (ValueError, KeyError, TypeError):
         how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exited with code {os.WEXITSTATUS(status)}")
@@ -150,6 +181,28 @@ def _grade(request, out_fd: int, jailed: bool) -> tuple[str, bytes]:
         return files.ERROR, json.dumps({"kind": GraderError.__name__, "tip": None, "message": (
             f"The grading process {how} before it sent a grade: the model file crashed or killed the grader, "
             "or it ran out of memory.")}).encode()
+    finally:
+        data[:] = bytes(len(data))
+
+
+def _wipe(work: Path) -> None:
+    """In the jail, after each grade: nothing a grade wrote outlives it (its folder, /tmp, the working folder);
+    the read-only mounts (the data) stay."""
+    def clear(root: Path) -> None:
+        for entry in root.iterdir():
+            if entry == work or os.path.ismount(entry):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                clear(entry)
+                try:
+                    entry.rmdir()
+                except OSError:
+                    pass  # it holds a mount point
+            else:
+                entry.unlink(missing_ok=True)
+
+    for root in (Path("/tmp"), Path.cwd(), work):
+        clear(root)
 
 
 def main(argv: list[str]) -> int:
@@ -161,23 +214,21 @@ def main(argv: list[str]) -> int:
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     _send(out_fd, READY, json.dumps(ready).encode())
     work = Path(tempfile.mkdtemp(prefix="grades-"))
-    models: dict[str, bytes] = {}
-    for count, (name, data) in enumerate(_frames(sys.stdin.buffer)):
-        if name != files.GRADE_REQUEST:
-            models[name] = data
-            continue
+    for count in itertools.count():
         folder = work / f"grade-{count}"
         (folder / files.MODELS).mkdir(parents=True)
+        data = _receive(sys.stdin.buffer, folder)
+        if data is None:
+            return 0
         request = GradeRequest.model_validate_json(data)
-        placed = {}
-        for entry, path in request.submission.models.items():
-            target = folder / files.MODELS / Path(path).name
-            target.write_bytes(models.get(str(path), b""))
-            placed[entry] = target
-        models = {}
+        placed = {entry: folder / files.MODELS / Path(path).name for entry, path in request.submission.models.items()}
         request = request.model_copy(update={"submission": request.submission.model_copy(update={"models": placed})})
-        reply, text = _grade(request, out_fd, jailed)
-        shutil.rmtree(folder, ignore_errors=True)
+        reply, text = _grade(request, out_fd, jailed, folder)
+        BUFFER[:] = bytes(len(BUFFER))
+        if jailed:
+            _wipe(work)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
         _send(out_fd, reply, text)
     return 0
 

@@ -95,7 +95,7 @@ class GraderWorker:
         if self.threads:
             n = str(self.threads)
             env.update(TF_NUM_INTRAOP_THREADS=n, TF_NUM_INTEROP_THREADS=n, OMP_NUM_THREADS=n)
-        argv = [sys.executable, "-m", "deepgrade.grader.serve", str(self.course.root)]
+        argv = [sys.executable, "-P", "-m", "deepgrade.grader.serve", str(self.course.root)]  # -P: not the cwd on sys.path
         max_frame = limits.return_mb * 2**20
         if not self.jailed:
             from .data import keras_home
@@ -147,7 +147,7 @@ class GraderWorker:
                     frames.append(files.frame(name, Path(path).read_bytes()))
                     models[entry] = Path(name)
                 request = GradeRequest(course=self.course.root, exercise=exercise, profile=profile, seed=seed,
-                                       only=only, submission=submission.model_copy(update={"models": models}))
+                                       only=only, submission=submission.model_copy(update={"models": models, "log": ""}))
                 frames.append(files.frame(files.GRADE_REQUEST, request.model_dump_json().encode()))
                 if not server.send(b"".join(frames)):
                     raise self._died(exercise, "stopped reading")
@@ -180,7 +180,7 @@ class GraderWorker:
             raise GraderError(f"The grader ran over its time limit of {timeout:g} s on {exercise!r}.") from None
         if got is None or got[0] not in (files.REPORT, files.ERROR):
             raise self._died(exercise, "ended without sending a grade")
-        name, data = got
+        name, data = got[0], got[1]
         if name == files.ERROR:
             error = json.loads(data)
             kind = {"ConfigError": ConfigError, "GraderError": GraderError}.get(error.get("kind"), DeepgradeError)

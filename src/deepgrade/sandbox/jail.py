@@ -264,6 +264,8 @@ def _launch(jail: Jail, *, python: bool, stdin: bool):
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
+    if proc.returncode is not None:  # reaped: its pid (and group id) may belong to another process by now
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -276,8 +278,8 @@ class Running:
     ``limits.output_kb``. Without bubblewrap (``jailed=False``) the same conversation runs with a plain
     subprocess (``argv`` in ``cwd``, the jail's resource limits but not its namespaces). Close kills it."""
 
-    def __init__(self, spec: Jail, *, max_frame: int, jailed: bool = True, python: bool = True,
-                 cwd: Path | None = None):
+    def __init__(self, spec: Jail, *, max_frame: int, max_total: int | None = None, jailed: bool = True,
+                 python: bool = True, cwd: Path | None = None):
         self.limits = spec.limits
         self._stack = contextlib.ExitStack()
         if jailed:
@@ -287,7 +289,7 @@ class Running:
         self.output = _Reader(_own(self.proc), self.limits.output_kb * 1024, tail=True)
         self.output.start()
         self.frames: queue.Queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read_frames, args=(result_fd, max_frame), daemon=True)
+        self._reader = threading.Thread(target=self._read_frames, args=(result_fd, max_frame, max_total), daemon=True)
         self._reader.start()
 
     def _plain(self, spec: Jail, cwd: Path | None):
@@ -309,9 +311,11 @@ class Running:
         self._stack.callback(_kill_group, proc)
         return proc, result_read, time.monotonic()
 
-    def _read_frames(self, fd: int, max_frame: int) -> None:
-        """Frames from the result pipe into :attr:`frames`; None at its end. A malformed or oversized frame
-        ends the conversation: the jail is killed."""
+    def _read_frames(self, fd: int, max_frame: int, max_total: int | None) -> None:
+        """Frames from the result pipe into :attr:`frames`, each with its arrival time; None at its end. A
+        malformed or oversized frame, or more than ``max_total`` bytes in all (headers included), ends the
+        conversation: the jail is killed."""
+        total = 0
         with open(fd, "rb", buffering=1 << 16) as pipe:
             while True:
                 header = pipe.readline(4096)
@@ -322,14 +326,17 @@ class Running:
                     name, size = head["name"], head["size"]
                     if not isinstance(name, str) or not isinstance(size, int) or not 0 <= size <= max_frame:
                         raise ValueError(f"frame of {size} bytes")
+                    total += len(header) + size
+                    if max_total is not None and total > max_total:
+                        raise ValueError(f"{total} bytes in all")
                 except (ValueError, KeyError, TypeError):
-                    self.frames.put(("", b"malformed or oversized frame"))
+                    self.frames.put(("", b"malformed or oversized frames", time.monotonic()))
                     self.kill()
                     break
                 data = pipe.read(size)
                 if len(data) < size:
                     break
-                self.frames.put((name, data))
+                self.frames.put((name, data, time.monotonic()))
         self.frames.put(None)
 
     def send(self, data: bytes) -> bool:
@@ -341,8 +348,9 @@ class Running:
         except (OSError, ValueError):
             return False
 
-    def receive(self, timeout: float | None) -> tuple[str, bytes] | None:
-        """The next frame; None when the pipe ended; TimeoutError when none came within ``timeout`` s."""
+    def receive(self, timeout: float | None) -> tuple[str, bytes, float] | None:
+        """The next frame (name, data, when it arrived); None when the pipe ended; TimeoutError when none came
+        within ``timeout`` s. A name of "" says the frames broke a cap (the jail is killed)."""
         try:
             return self.frames.get(timeout=timeout)
         except queue.Empty:

@@ -150,7 +150,7 @@ class WarmStudent:
         spec = jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child", "--wait"], cwd=WORKDIR,
                          env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
         try:
-            self.running = jail.Running(spec, max_frame=limits.return_mb * 2**20)
+            self.running = jail.Running(spec, max_frame=limits.return_mb * 2**20, max_total=limits.return_mb * 2**20)
         except OSError as exc:
             raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
 
@@ -161,29 +161,45 @@ class WarmStudent:
         self.running.close()
 
     def run(self, inbox: Path) -> jail.Ran:
-        """Hand over the notebook and the request in ``inbox``; what came back, as :func:`jail.run` says it."""
+        """Hand over the notebook and the request in ``inbox``; what came back, as :func:`jail.run` says it.
+
+        The time limit is the same as a jail started for the notebook: it counts the warm-up (the imports) and
+        the notebook, not the time the jail waited for it. The bytes returned (headers included) are capped."""
         running, limits = self.running, self.limits
         start = time.monotonic()
         sent = running.send(b"".join(files.frame(name, (inbox / name).read_bytes())
                                      for name in (files.REQUEST, files.NOTEBOOK)))
-        frames, total, stopped = [], 0, None
+        frames, stopped = [], None
         deadline = start + limits.time_limit_s
-        while sent:
-            try:
-                got = running.receive(max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                stopped = "time"
-                break
-            if got is None:
-                break
-            name, data = got
-            total += len(data)
-            if not name or total > limits.return_mb * 2**20:
-                stopped = "returned"
-                break
-            frames.append(files.frame(name, data))
-        if stopped:
-            running.kill()
+        try:
+            while sent:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    stopped = "time"
+                    break
+                try:
+                    got = running.receive(left)
+                except TimeoutError:
+                    stopped = "time"
+                    break
+                if got is None:
+                    break
+                name, data, _ = got
+                if not name:
+                    stopped = "returned"
+                    break
+                if name == files.WARM:
+                    try:
+                        warm = max(0.0, float(json.loads(data)["seconds"]))
+                        # from the moment it was both warm and handed the notebook, minus the warm-up
+                        deadline = max(start, running.started + warm) - warm + limits.time_limit_s
+                    except (ValueError, KeyError, TypeError):
+                        pass
+                    continue
+                frames.append(files.frame(name, data))
+        finally:
+            if stopped or not sent:
+                running.kill()
         try:
             code = running.proc.wait(10)
         except subprocess.TimeoutExpired:
