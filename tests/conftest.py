@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -183,3 +184,16 @@ def edit_config(path, edit):
         for name, content in files.items():
             z.writestr(name, content)
     return path
+
+
+def tagged(tag: str) -> list[int]:
+    """The host processes whose command line holds ``tag`` (attack tests tag what they start, to find and end it)."""
+    found = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if tag.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found

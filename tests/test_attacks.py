@@ -44,7 +44,7 @@ import nbformat
 import pytest
 
 import deepgrade
-from conftest import REPO
+from conftest import REPO, tagged
 from deepgrade.sandbox import Limits, isolation, run_notebook
 
 MODEL = """
@@ -90,19 +90,6 @@ def built(submission) -> None:
 
 def host_pids() -> list[str]:
     return [p for p in os.listdir("/proc") if p.isdigit()]
-
-
-def tagged(tag: str) -> list[int]:
-    """The host processes whose command line holds ``tag``."""
-    found = []
-    for pid in host_pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if tag.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 @pytest.fixture

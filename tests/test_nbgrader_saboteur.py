@@ -43,7 +43,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tagged
 from deepgrade.course import fill
 from deepgrade.demo import gradebook, nbgrader_config, tool_env
 from deepgrade.sandbox import isolation
@@ -120,18 +120,6 @@ def solution_answer() -> str:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tagged(tag: str) -> list[int]:
-    found = []
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if tag.encode() in f.read():
-                    found.append(int(pid))
-        except OSError:
-            pass
-    return found
 
 
 def nbgrader(folder: Path, *args: str, env: dict | None = None) -> str:

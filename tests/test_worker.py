@@ -15,7 +15,7 @@ import textwrap
 import time
 import uuid
 
-from conftest import REPO
+from conftest import REPO, tagged
 
 SCRIPT = textwrap.dedent('''
     import json, os, subprocess, sys, time
@@ -41,26 +41,13 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _tagged(tag: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if tag.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def _serve(mode: str, tmp_path) -> tuple[dict, list[int]]:
     import json
 
     tag = f"deepgrade-survivor-{uuid.uuid4().hex}"
     proc = subprocess.run([sys.executable, "-c", SCRIPT, tag, mode, str(tmp_path)], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-    left = _tagged(tag)
+    left = tagged(tag)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 0, proc.stderr[-3000:]

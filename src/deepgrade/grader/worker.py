@@ -105,9 +105,9 @@ class GraderWorker:
             env.pop("MPLCONFIGDIR")
             spec = jail.Jail(argv=argv, cwd=str(self.course.root), env=env, limits=limits)
             return jail.Running(spec, max_frame=max_frame, jailed=False, cwd=self.course.root)
-        from .data import SUBDIR, install
+        from .data import SUBDIR, VERIFIED_ENV, install
 
-        env["KERAS_HOME"] = KERAS_HOME
+        env.update({"KERAS_HOME": KERAS_HOME, VERIFIED_ENV: "1"})  # install() verifies them now, below
         mounts = [jail.Mount(self.course.root, str(self.course.root)),
                   jail.Mount(install(), f"{KERAS_HOME}/{SUBDIR}")]
         for base in self._bases():
