@@ -27,7 +27,9 @@ SCRIPT = textwrap.dedent('''
 
     def hostile(request):
         # a grandchild that would outlive the grade, and (early) the report pipe closed before this process ends
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", TAG])
+        # (its own output goes nowhere: holding the test's pipes, it would make the test wait for it to end)
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", TAG], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if MODE == "early":
             os.closerange(3, 1024)
             time.sleep(1)
@@ -45,8 +47,11 @@ def _serve(mode: str, tmp_path) -> tuple[dict, list[int]]:
     import json
 
     tag = f"deepgrade-survivor-{uuid.uuid4().hex}"
+    start = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", SCRIPT, tag, mode, str(tmp_path)], capture_output=True, text=True,
                           timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert time.monotonic() - start < 30, "the server (or this test) waited for the survivor to end by itself"
+    time.sleep(0.2)
     left = tagged(tag)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
@@ -57,7 +62,6 @@ def _serve(mode: str, tmp_path) -> tuple[dict, list[int]]:
 def test_what_a_grade_started_dies_with_it(tmp_path):
     answer, left = _serve("normal", tmp_path)
     assert answer["name"] == "report.json"
-    time.sleep(0.2)
     assert not left, "a process the grade started outlived it"
 
 

@@ -98,31 +98,31 @@ def _grade_in_child(request, out_fd: int) -> None:
 
 
 def _collect(pid: int, fd: int, jailed: bool) -> tuple[bytearray, int]:
-    """Read the child's answer while it runs; once it ended (or 5 s after its pipe closed), kill whatever it left
-    behind, always. (data, wait status)"""
+    """Read the child's answer while it runs. The moment it has ended, kill whatever it left behind (always,
+    however its pipe ended); then stop at the pipe's end, or 5 s later if something the sweep cannot reach still
+    holds it. A child that closed its pipe early is waited for 30 s at most. (data, wait status)"""
     data = bytearray(MAX_REPORT)
-    got, status, deadline = 0, None, None
+    got, status, closed, give_up = 0, None, False, None
     while True:
         if status is None:
             done, status_now = os.waitpid(pid, os.WNOHANG)
             if done:
-                status = status_now
-        if status is not None and deadline is None:
-            deadline = time.monotonic() + 5
-            _sweep(pid, jailed)
-        if deadline is not None and time.monotonic() > deadline:
-            break  # something outside the sweep's reach holds the pipe open
-        ready, _, _ = select.select([fd], [], [], 0.05)
-        if ready:
+                status, give_up = status_now, time.monotonic() + 5
+                _sweep(pid, jailed)
+        if closed and status is not None:
+            break
+        if give_up is not None and time.monotonic() > give_up:
+            break
+        if closed:
+            time.sleep(0.01)
+            continue
+        if select.select([fd], [], [], 0.05)[0]:
             n = os.readv(fd, [memoryview(data)[got:]]) if got < MAX_REPORT else len(os.read(fd, 1 << 16))
             if n == 0:
-                if status is not None:
-                    break
-                time.sleep(0.01)  # the pipe closed before the child ended: wait for it (a deadline applies)
-                if deadline is None:
-                    deadline = time.monotonic() + 30
-                continue
-            got = min(MAX_REPORT, got + n) if got < MAX_REPORT else got
+                closed = True
+                give_up = give_up or time.monotonic() + 30
+            elif got < MAX_REPORT:
+                got += n
     os.close(fd)
     if status is None:
         os.kill(pid, signal.SIGKILL)
