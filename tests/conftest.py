@@ -129,7 +129,7 @@ def checked(course, make_submission, tmp_path_factory):
     """
     import nbformat
 
-    from deepgrade.course import SKIP_TAG, is_test_cell
+    from deepgrade.course import runs_in_sandbox
     from deepgrade.grader import grade
     from deepgrade.pretrained import load_base, takes_base
     from deepgrade.protocol import Submission
@@ -144,7 +144,7 @@ def checked(course, make_submission, tmp_path_factory):
         nb = nbformat.read(make_submission(exercise, answer), as_version=4)
         namespace: dict = {}
         for cell in nb.cells:
-            if cell.cell_type == "code" and not is_test_cell(cell) and SKIP_TAG not in cell.metadata.get("tags", []):
+            if runs_in_sandbox(cell):
                 exec(compile(cell.source, f"{answer}.ipynb", "exec"), namespace)
         models, errors = {}, {}
         for entry in [ex.entry, *ex.extra_entries]:
@@ -197,3 +197,22 @@ def tagged(tag: str) -> list[int]:
         except OSError:
             pass
     return found
+
+
+# Notebook code for attack tests: ``orphan(tag)`` leaves a detached process behind (a new session, then a grandchild
+# whose parent exits at once), tagged in its argv so that ``tagged`` finds it; it ends by itself within 60 s.
+ORPHAN_SOURCE = """
+import os, sys
+def orphan(tag):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [sys.executable, "-c",
+                                          "import time; [time.sleep(1) for _ in range(60)]", tag])
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    print("SPAWNED", tag, flush=True)
+"""

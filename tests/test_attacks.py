@@ -44,7 +44,7 @@ import nbformat
 import pytest
 
 import deepgrade
-from conftest import REPO, tagged
+from conftest import ORPHAN_SOURCE, REPO, tagged
 from deepgrade.sandbox import Limits, isolation, run_notebook
 
 MODEL = """
@@ -254,21 +254,7 @@ def test_read_notebook_without_code_of_its_own_gets_no_model(tmp_path):
 
 # -- 3. a process that outlives the grade ---------------------------------------------------------------------
 
-ORPHAN = """
-import os, sys
-def orphan(tag):
-    pid = os.fork()
-    if pid == 0:  # detach: a new session, then a grandchild whose parent exits at once
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                os.execv(sys.executable, [sys.executable, "-c",
-                                          "import time; [time.sleep(1) for _ in range(60)]", tag])
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-    print("SPAWNED", tag, flush=True)
-
+ORPHAN = ORPHAN_SOURCE + """
 orphan({tag!r} + "-cell")
 import keras
 def build_model():

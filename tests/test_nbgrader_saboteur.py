@@ -43,7 +43,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO, tagged
+from conftest import ORPHAN_SOURCE, REPO, tagged
 from deepgrade.course import fill
 from deepgrade.demo import gradebook, nbgrader_config, tool_env
 from deepgrade.sandbox import isolation
@@ -51,7 +51,7 @@ from deepgrade.sandbox import isolation
 NBGRADER = str(Path(sys.executable).parent / "nbgrader")
 FULL = 5  # the mlp exercise's points: architecture 2, parameters 1, accuracy 2
 
-SABOTAGE = '''
+SABOTAGE = ORPHAN_SOURCE + '''
 import glob, json, os, sys
 CANARY, MARK, COURSE, TAG = {canary!r}, {mark!r}, {course!r}, {tag!r}
 RAISES = {{"nbformat": 4, "nbformat_minor": 5, "metadata": {{}}, "cells": [{{"cell_type": "code", "metadata": {{}},
@@ -84,19 +84,7 @@ def sabotage():
                 except OSError:
                     pass
 
-def linger():  # (c) a detached grandchild in a session of its own
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                os.execv(sys.executable, [sys.executable, "-c",
-                                          "import time; [time.sleep(1) for _ in range(60)]", TAG])
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-
-for step in (sabotage, linger):
+for step in (sabotage, lambda: orphan(TAG)):  # (c) a detached grandchild
     try:
         step()
     except Exception:

@@ -90,7 +90,7 @@ def test_nbgrader_records_any_exception_as_this_notebooks_grader_failure(monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ext, "grade_notebook", broken)
+    monkeypatch.setattr(ext, "grade_here", broken)  # what TrustedGrade grades with
     nb = nbformat.read(REPO / "exercises" / "mlp" / "mlp.ipynb", as_version=4)
     step = ext.TrustedGrade(course=str(REPO))
     out, _ = step.preprocess(nb, {"nbgrader": {"assignment": "mlp", "student": "dave", "notebook": "mlp"}})

@@ -26,6 +26,11 @@ err = Console(stderr=True, soft_wrap=True)
 CourseOpt = Annotated[Path | None, typer.Option("--course", help="course.yml or its folder (default: found upwards)")]
 
 
+def _check_profile(profile: str | None) -> None:
+    if profile not in (None, "smoke", "full"):
+        raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
+
+
 def _course(path: Path | None):
     from .course import load_course
 
@@ -44,8 +49,7 @@ def check(
     """Grade NOTEBOOK for EXERCISE: one row per check; exit 0 only when every check passes."""
     from .grader import grade_notebook
 
-    if profile not in (None, "smoke", "full"):
-        raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
+    _check_profile(profile)
     loaded = _course(course)
     if not notebook.is_file():
         raise typer.BadParameter(f"expected an existing .ipynb file. Received: {notebook}.", param_hint="NOTEBOOK")
@@ -75,8 +79,7 @@ def autograde(
     from .batch.autograde import autograde_all as run
     from .batch.gradebook import Classroom
 
-    if profile not in (None, "smoke", "full"):
-        raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
+    _check_profile(profile)
     if not course_dir.is_dir():
         raise typer.BadParameter(f"expected the nbgrader course folder. Received: {course_dir}.", param_hint="--course-dir")
     classroom = Classroom(course_dir, _course(course) if course else None, profile=profile, seed=seed,

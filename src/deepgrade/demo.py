@@ -70,16 +70,11 @@ def nbgrader(out: Path, *args: str, console: Console) -> None:
 
 
 def gradebook(out: Path, assignment: str) -> list[dict]:
-    """Per student: total and per-check points, as nbgrader recorded them."""
-    from nbgrader.api import Gradebook
+    """Per student: total and per-check points, as nbgrader recorded them in the demo's SQLite gradebook."""
+    from .batch.gradebook import gradebook_rows
 
-    rows = []
-    with Gradebook(f"sqlite:///{out / 'gradebook.db'}", COURSE_ID) as gb:
-        for student in sorted(gb.students, key=lambda s: s.id):
-            sub = gb.find_submission(assignment, student.id)
-            checks = {g.name: g.score for nb in sub.notebooks for g in nb.grades}
-            rows.append({"student": student.id, "score": sub.score, "max_score": sub.max_score, "checks": checks})
-    return rows
+    rows = gradebook_rows(f"sqlite:///{out / 'gradebook.db'}", COURSE_ID, assignment)
+    return [{"student": student, **row} for student, row in rows.items()]
 
 
 def run_demo(course: LoadedCourse, out: Path, *, exercise: str = "mlp", profile: str | None = None,

@@ -22,10 +22,10 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
 
+from .batch.pool import grade_here
 from .batch.store import ResultStore, grade_key
 from .course import find_course_root, is_test_cell, load_course
 from .errors import DeepgradeError, said
-from .grader import grade_notebook
 from .protocol import CheckResult, Report
 
 
@@ -98,7 +98,8 @@ class TrustedGrade(Execute):
                 with tempfile.TemporaryDirectory(prefix="deepgrade-nbgrader-") as tmp:
                     path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
                     nbformat.write(nb, path)
-                    report = self._grade(course, exercise, path, profile)
+                    report = grade_here(course, exercise, path, profile=profile, seed=self.seed,
+                                        allow_unisolated=self.allow_unisolated)
             except Exception as exc:  # noqa: BLE001 - any failure is this notebook's grader failure; the batch goes on
                 why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
                 return self._failed(nb, resources, exercise, student, why)
@@ -112,22 +113,6 @@ class TrustedGrade(Execute):
             Path(folder, f"{info.get('notebook', 'submission')}.deepgrade.json").write_text(
                 json.dumps(report.to_dict(), indent=2) + "\n")
         return nb, resources
-
-    def _grade(self, course, exercise: str, path: Path, profile: str | None):
-        """Grade with this process's persistent grader and a student jail started ahead: `nbgrader autograde`
-        of a class imports Keras and loads the data once, and each notebook finds its jail warm."""
-        from .batch.pool import student_for, worker_for
-        from .grader.isolated import isolation_for
-
-        jailed = isolation_for(course, others=True, allow_unisolated=self.allow_unisolated).ok
-        student = student_for(course, exercise) if jailed else None
-        try:
-            return grade_notebook(course, exercise, path, profile=profile, seed=self.seed, others=True,
-                                  allow_unisolated=self.allow_unisolated, worker=worker_for(course, jailed=jailed),
-                                  warm=student)
-        finally:
-            if student is not None:
-                student.close()
 
     def _course_dir(self) -> Path:
         from nbgrader.coursedir import CourseDirectory

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +55,13 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
         found, refused = classroom.jobs(assignment, students)
         jobs += found
         problems += [(assignment, problem) for problem in refused]
-    todo = [job for job in jobs if store.get(job.key) is None]
-    done = [job for job in jobs if job not in todo]
+    stored = {job.key: store.get(job.key) for job in jobs}
+    done = [job for job in jobs if stored[job.key] is not None]
     same: dict[str, list] = {}  # identical code under the same settings is graded once, recorded for each
-    for job in todo:
-        same.setdefault(job.key, []).append(job)
+    for job in jobs:
+        if stored[job.key] is None:
+            same.setdefault(job.key, []).append(job)
     todo = [group[0] for group in same.values()]
-    settings = Settings(course=str(course.root), profile=classroom.profile, seed=classroom.seed,
-                        allow_unisolated=allow_unisolated, recycle_after=recycle_after)
     graded_now: dict[str, list[Graded]] = {assignment: [] for assignment in assignments}
     where = f" on {scheduler}" if scheduler else f" with {workers or 'one per core'} local workers"
     console.print(f"{', '.join(assignments)}: {len(jobs)} submissions, {len(done)} already graded, "
@@ -80,16 +80,14 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(f"grading {', '.join(assignments)}", total=len(jobs) + len(problems))
-        pool = Pool(workers, scheduler) if todo else None
-        if pool is not None:
-            pool.__enter__()
-        try:
+        with Pool(workers, scheduler) if todo else contextlib.nullcontext() as pool:
             results = iter(())
-            if pool is not None:
-                settings = Settings(**{**settings.__dict__, "threads": pool.threads()})
-                results = pool.grade(todo, settings)  # submitted now; the stored ones are recorded meanwhile
+            if pool is not None:  # submitted now; the stored ones are recorded meanwhile
+                results = pool.grade(todo, Settings(course=str(course.root), profile=classroom.profile,
+                                                    seed=classroom.seed, allow_unisolated=allow_unisolated,
+                                                    threads=pool.threads(), recycle_after=recycle_after))
             for job in done:
-                record(job.assignment, job.student, store.get(job.key), reused=True)
+                record(job.assignment, job.student, stored[job.key], reused=True)
                 progress.advance(bar)
             for assignment, problem in problems:
                 record(assignment, problem.student,
@@ -102,9 +100,6 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
                 for twin in same[job.key]:
                     record(job.assignment, twin.student, report, reused=twin is not job, finished=graded.finished)
                     progress.advance(bar)
-        finally:
-            if pool is not None:
-                pool.__exit__(None, None, None)
     outcomes = {}
     for assignment in assignments:
         mine = [row for (a, _), row in sorted(rows.items()) if a == assignment]

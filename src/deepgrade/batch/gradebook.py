@@ -150,15 +150,21 @@ class Classroom:
 
     def recorded(self, assignment: str) -> dict[str, dict]:
         """Per student: total and per-check points, as the gradebook holds them."""
-        from nbgrader.api import Gradebook, MissingEntry
+        return gradebook_rows(self.coursedir.db_url, self.coursedir.course_id, assignment)
 
-        rows = {}
-        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gb:
-            for student in gb.students:
-                try:
-                    sub = gb.find_submission(assignment, student.id)
-                except MissingEntry:
-                    continue
-                rows[student.id] = {"score": sub.score, "max_score": sub.max_score,
-                                    "checks": {g.name: g.score for nb in sub.notebooks for g in nb.grades}}
-        return rows
+
+def gradebook_rows(db_url: str, course_id: str, assignment: str) -> dict[str, dict]:
+    """Per student with a submission of ``assignment``, by id: ``{"score", "max_score", "checks"}`` as nbgrader's
+    gradebook at ``db_url`` holds them."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    rows = {}
+    with Gradebook(db_url, course_id) as gb:
+        for student in sorted(gb.students, key=lambda s: s.id):
+            try:
+                sub = gb.find_submission(assignment, student.id)
+            except MissingEntry:
+                continue
+            rows[student.id] = {"score": sub.score, "max_score": sub.max_score,
+                                "checks": {g.name: g.score for nb in sub.notebooks for g in nb.grades}}
+    return rows

@@ -41,7 +41,6 @@ class Settings:
     course: str              # the deepgrade course's folder (course.yml), as the workers see it
     profile: str | None
     seed: int | None
-    others: bool = True      # other people's work: no jail is a refusal unless opted out
     allow_unisolated: bool | None = None
     threads: int | None = None  # TensorFlow threads per grade; None: the machine's cores / the local workers
     recycle_after: int = 200
@@ -55,7 +54,6 @@ class Graded:
     report: dict
     finished: bool
     seconds: float           # the whole task, in the worker
-    student_seconds: float   # the student's jail
     grader_warm: bool        # the persistent grader was already warm when this grade started
 
 
@@ -72,11 +70,15 @@ def _close_all() -> None:
         kept.close()
 
 
+def _worker_key(course, jailed: bool, threads: int | None, recycle_after: int) -> tuple:
+    return str(course.root), jailed, threads, recycle_after
+
+
 def worker_for(course, *, jailed: bool, threads: int | None = None, recycle_after: int = 200):
     """This process's persistent trusted grader for ``course`` (started on first use, kept warm)."""
     from ..grader.worker import GraderWorker
 
-    key = (str(course.root), jailed, threads, recycle_after)
+    key = _worker_key(course, jailed, threads, recycle_after)
     if key not in _WORKERS:
         _WORKERS[key] = GraderWorker(course, jailed=jailed, threads=threads, recycle_after=recycle_after).start()
     return _WORKERS[key]
@@ -109,36 +111,47 @@ def failed_report(course, exercise: str, profile: str | None, why: str) -> Repor
                           for name, check in checks.items()])
 
 
-def grade_job(job: Job, settings: Settings) -> Graded:
-    """Grade one submission (runs on a Dask worker). Never raises: a failure is a zero report that says why."""
-    from ..course import load_course
+def grade_here(course, exercise: str, notebook: Path, *, profile: str | None, seed: int | None,
+               allow_unisolated: bool | None, threads: int | None = None, recycle_after: int = 200):
+    """Grade someone else's ``notebook`` with this process's persistent grader and a student jail started ahead
+    (a Dask worker's task; nbgrader's TrustedGrade): Keras and the data are loaded once per process, and each
+    notebook finds its jail warm. Where no jail can be made, refused unless ``allow_unisolated``."""
     from ..grader.isolated import isolation_for
     from ..grader.run import grade_notebook
 
+    jailed = isolation_for(course, others=True, allow_unisolated=allow_unisolated).ok
+    worker = worker_for(course, jailed=jailed, threads=threads, recycle_after=recycle_after)
+    student = student_for(course, exercise) if jailed else None
+    try:
+        return grade_notebook(course, exercise, notebook, profile=profile, seed=seed, others=True,
+                              allow_unisolated=allow_unisolated, worker=worker, warm=student)
+    finally:
+        if student is not None:
+            student.close()  # used once (already closed when it ran the notebook)
+
+
+def grade_job(job: Job, settings: Settings) -> Graded:
+    """Grade one submission (runs on a Dask worker). Never raises: a failure is a zero report that says why."""
+    from ..course import load_course
+    from ..sandbox import isolation
+
     start = time.monotonic()
     course = load_course(settings.course)
+    kept = _WORKERS.get(_worker_key(course, isolation().ok, settings.threads, settings.recycle_after))
+    warm = kept is not None and kept.warm  # the grader this grade will use was already warm
     try:
-        isolation = isolation_for(course, others=settings.others, allow_unisolated=settings.allow_unisolated)
-        worker = worker_for(course, jailed=isolation.ok, threads=settings.threads,
-                            recycle_after=settings.recycle_after)
-        warm = worker.warm
-        student = student_for(course, job.assignment) if isolation.ok else None
-        try:
-            with tempfile.TemporaryDirectory(prefix="deepgrade-batch-") as tmp:
-                path = Path(tmp) / f"{job.notebook}.ipynb"
-                path.write_text(job.source)
-                report = grade_notebook(course, job.assignment, path, profile=settings.profile, seed=settings.seed,
-                                        others=settings.others, allow_unisolated=settings.allow_unisolated,
-                                        worker=worker, warm=student)
-        finally:
-            if student is not None:
-                student.close()  # used once (already closed when it ran the notebook)
+        with tempfile.TemporaryDirectory(prefix="deepgrade-batch-") as tmp:
+            path = Path(tmp) / f"{job.notebook}.ipynb"
+            path.write_text(job.source)
+            report = grade_here(course, job.assignment, path, profile=settings.profile, seed=settings.seed,
+                                allow_unisolated=settings.allow_unisolated, threads=settings.threads,
+                                recycle_after=settings.recycle_after)
         finished = not report.environment.get("grader_errors")
     except Exception as exc:  # noqa: BLE001 - one submission's failure is recorded; the batch goes on
         why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
         report, finished, warm = failed_report(course, job.assignment, settings.profile, why), False, False
     return Graded(key=job.key, report=report.to_dict(), finished=finished, seconds=time.monotonic() - start,
-                  student_seconds=float(report.environment.get("sandbox_seconds", 0.0)), grader_warm=warm)
+                  grader_warm=warm)
 
 
 class Pool:
@@ -199,5 +212,5 @@ class Pool:
                        "again on the next run.")
                 report = failed_report(load_course(settings.course), job.assignment, settings.profile, why)
                 graded = Graded(key=job.key, report=report.to_dict(), finished=False, seconds=0.0,
-                                student_seconds=0.0, grader_warm=False)
+                                grader_warm=False)
             yield job, graded

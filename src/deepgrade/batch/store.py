@@ -20,12 +20,13 @@ import hashlib
 import json
 import os
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 from ..course import LoadedCourse
-from ..course.notebooks import SKIP_TAG, is_test_cell
+from ..course.notebooks import runs_in_sandbox
+from ..grader.environment import PROFILE_ENV, package_version
 from ..protocol import Report
+from ..sandbox.jail import has_gpu_devices
 
 FOLDER = ".deepgrade/grades"  # under the nbgrader course folder
 
@@ -34,18 +35,9 @@ def seed_policy(seed: int | None) -> str:
     return "random" if seed is None else f"fixed:{seed}"
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "-"
-
-
 def graded_code(nb) -> list[str]:
     """What the student's jail runs of ``nb``: the source of each code cell it executes, in order."""
-    return [cell.get("source", "") for cell in nb.get("cells", [])
-            if cell.get("cell_type") == "code" and not is_test_cell(cell)
-            and SKIP_TAG not in cell.get("metadata", {}).get("tags", [])]
+    return [cell.get("source", "") for cell in nb.get("cells", []) if runs_in_sandbox(cell)]
 
 
 def _digest(paths, root: Path) -> str:
@@ -73,7 +65,7 @@ def grader_version(course: LoadedCourse, exercise: str) -> list[str]:
     base = "-"
     if ex.transfer is not None and "://" not in ex.transfer.handle:
         base = _folder_digest(Path(course.base_handle(exercise)), "*")
-    return [_version("keras"), os.environ.get("KERAS_BACKEND", "tensorflow"),
+    return [package_version("keras") or "-", os.environ.get("KERAS_BACKEND", "tensorflow"),
             _folder_digest(Path(deepgrade.__file__).parent, "*.py"),
             hashlib.sha256(course.path.read_bytes()).hexdigest(),
             _digest(autograder.parent.glob("*.py"), autograder.parent) if autograder.is_file() else "-", base]
@@ -82,10 +74,10 @@ def grader_version(course: LoadedCourse, exercise: str) -> list[str]:
 def device_profile() -> str:
     """The profile a grade gets when none is asked for, as the key names it: ``$DEEPGRADE_PROFILE``, else by
     whether this machine has an NVIDIA GPU (a grade on a GPU is never reused on a CPU, or the other way)."""
-    chosen = os.environ.get("DEEPGRADE_PROFILE", "").strip()
+    chosen = os.environ.get(PROFILE_ENV, "").strip()
     if chosen:
         return chosen
-    return "device:gpu" if any(Path(f"/dev/nvidia{i}").exists() for i in range(8)) else "device:cpu"
+    return "device:gpu" if has_gpu_devices() else "device:cpu"
 
 
 def grade_key(nb, course: LoadedCourse, exercise: str, *, profile: str | None, seed: int | None) -> str:

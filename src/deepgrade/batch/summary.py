@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,9 +125,9 @@ class Summary:
         rates = self.pass_rates()
         scores = sorted(self.scores())
         if scores:
-            median = scores[len(scores) // 2] if len(scores) % 2 else (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
             console.print("pass rate: " + ", ".join(f"{n} {100 * r:.0f}%" for n, r in rates.items())
-                          + f"   scores: median {median:g}, min {scores[0]:g}, max {scores[-1]:g} of {self.max_score():g}"
+                          + f"   scores: median {statistics.median(scores):g}, min {scores[0]:g}, max {scores[-1]:g} "
+                            f"of {self.max_score():g}"
                           + f"   distribution: {dict(sorted(Counter(scores).items()))}")
         failures = self.failures()
         if failures:

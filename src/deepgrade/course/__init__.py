@@ -4,7 +4,7 @@ Neither side of the trust boundary owns it: the sandbox, the grader and the fron
 """
 
 from .loader import COURSE_ENV, LoadedCourse, find_course_root, load_course
-from .notebooks import SKIP_TAG, fill, is_test_cell, solution_ids, split_answers, write_submission
+from .notebooks import SKIP_TAG, fill, is_test_cell, runs_in_sandbox, solution_ids, split_answers, write_submission
 from .schema import (
                      COURSE_FILE,
                      PROFILES,
@@ -23,5 +23,5 @@ from .schema import (
 __all__ = [
     "COURSE_ENV", "COURSE_FILE", "PROFILES", "SKIP_TAG", "Baseline", "Check", "Compile", "Course", "Exercise",
     "LoadedCourse", "Pretrain", "Profile", "Sandbox", "Thresholds", "Transfer", "fill", "find_course_root",
-    "is_test_cell", "load_course", "solution_ids", "split_answers", "write_submission",
+    "is_test_cell", "load_course", "runs_in_sandbox", "solution_ids", "split_answers", "write_submission",
 ]

@@ -20,6 +20,13 @@ def is_test_cell(cell) -> bool:
     return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
 
 
+def runs_in_sandbox(cell) -> bool:
+    """A code cell the student's jail runs: not an nbgrader test cell (it calls the grader), not tagged
+    deepgrade-skip. The grade key of a batch is made of exactly these cells."""
+    return (cell.get("cell_type") == "code" and not is_test_cell(cell)
+            and SKIP_TAG not in cell.get("metadata", {}).get("tags", []))
+
+
 def _answer_id(cell) -> str | None:
     """The name a student's answer goes by: a solution cell's grade_id, or the one function an editable
     cell outside nbgrader defines (e.g. ``fit_options``, released as written)."""

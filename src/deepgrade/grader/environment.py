@@ -45,7 +45,7 @@ def default_profile() -> str:
     return "full" if has_gpu() else "smoke"
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -56,7 +56,7 @@ def describe() -> dict:
     """Seed-independent facts about the grading machine, recorded with every grade."""
     import keras
 
-    versions = {name: _version(name) for name in ("deepgrade", "keras", "tensorflow-cpu", "tensorflow", "numpy")}
+    versions = {name: package_version(name) for name in ("deepgrade", "keras", "tensorflow-cpu", "tensorflow", "numpy")}
     return {
         "device": "gpu" if has_gpu() else "cpu",
         "backend": keras.backend.backend(),

@@ -298,14 +298,20 @@ def grade_request(request: GradeRequest) -> Report:
 def outcome(request: GradeRequest) -> tuple[str, str, int]:
     """Grade ``request``: (:data:`files.REPORT`, the report as JSON, 0), or (:data:`files.ERROR`, what went
     wrong as ``{"kind", "message", "tip"}``, the exit code). Never raises: whatever happens is said."""
-    from ..errors import DeepgradeError, said
     from ..protocol import files
 
     try:
         return files.REPORT, json.dumps(grade_request(request).to_dict()), 0
     except Exception as exc:  # noqa: BLE001 - whatever happens is said in the error, never lost
-        known = isinstance(exc, DeepgradeError)
-        text = json.dumps({"kind": type(exc).__name__ if known else "GraderError",
-                           "message": exc.message if known else f"The grader failed ({said(exc)}).",
-                           "tip": exc.tip if known else None})
-        return files.ERROR, text, exc.exit_code if known else GraderError.exit_code
+        return files.ERROR, *error_text(exc)
+
+
+def error_text(exc: Exception) -> tuple[str, int]:
+    """What :data:`files.ERROR` says of ``exc`` (``{"kind", "message", "tip"}``, as JSON), and its exit code."""
+    from ..errors import DeepgradeError, said
+
+    known = isinstance(exc, DeepgradeError)
+    text = json.dumps({"kind": type(exc).__name__ if known else "GraderError",
+                       "message": exc.message if known else f"The grader failed ({said(exc)}).",
+                       "tip": exc.tip if known else None})
+    return text, exc.exit_code if known else GraderError.exit_code

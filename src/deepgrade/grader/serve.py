@@ -177,10 +177,11 @@ def _grade(request, out_fd: int, jailed: bool, folder: Path) -> tuple[str, bytes
                else f"exited with code {os.WEXITSTATUS(status)}")
         from ..errors import GraderError
         from ..protocol import files
+        from .run import error_text
 
-        return files.ERROR, json.dumps({"kind": GraderError.__name__, "tip": None, "message": (
-            f"The grading process {how} before it sent a grade: the model file crashed or killed the grader, "
-            "or it ran out of memory.")}).encode()
+        text, _ = error_text(GraderError(f"The grading process {how} before it sent a grade: the model file crashed "
+                                         "or killed the grader, or it ran out of memory."))
+        return files.ERROR, text.encode()
     finally:
         data[:] = bytes(len(data))
 

@@ -83,7 +83,7 @@ class GraderWorker:
     def _launch(self):
         from ..sandbox import GRADER, Limits, jail
 
-        gpu = self.jailed and any(Path(device).exists() for device in jail.GPU_DEVICES)
+        gpu = self.jailed and jail.has_gpu_devices()
         limits = GRADER if not gpu else Limits.of("grader", memory_limit_mb=0)  # CUDA reserves huge address space
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
                "MPLCONFIGDIR": "/tmp/matplotlib", "MPLBACKEND": "Agg",
@@ -104,7 +104,7 @@ class GraderWorker:
                        TMPDIR=os.environ.get("TMPDIR", "/tmp"))
             env.pop("MPLCONFIGDIR")
             spec = jail.Jail(argv=argv, cwd=str(self.course.root), env=env, limits=limits)
-            return jail.Running(spec, max_frame=max_frame, jailed=False, cwd=self.course.root)
+            return jail.Running(spec, max_frame=max_frame, jailed=False)
         from .data import SUBDIR, VERIFIED_ENV, install
 
         env.update({"KERAS_HOME": KERAS_HOME, VERIFIED_ENV: "1"})  # install() verifies them now, below

@@ -15,18 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..course.notebooks import SKIP_TAG, is_test_cell
+from ..course.notebooks import runs_in_sandbox
 from ..errors import said
 from ..protocol import ChildRequest, ChildResult, Outcome, files
 
 STARTED = time.monotonic()  # for a warm jail: how long its warm-up took (Python's start is near this)
 NOT_DONE = ("The exercise is not done yet: replace `raise NotImplementedError(...)` in {entry}() "
             "with code that builds the model and returns it.")
-
-
-def _skipped(cell) -> bool:
-    """nbgrader test cells (they call the grader) and cells tagged deepgrade-skip do not run here."""
-    return is_test_cell(cell) or SKIP_TAG in cell.get("metadata", {}).get("tags", [])
 
 
 def _write(result: ChildResult, models: Path | None = None) -> None:
@@ -183,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     shell = InteractiveShell.instance()
     for number, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type != "code" or _skipped(cell):
+        if not runs_in_sandbox(cell):
             continue
         outcome = shell.run_cell(cell.source, store_history=True)
         exc = outcome.error_before_exec or outcome.error_in_exec

@@ -199,6 +199,25 @@ def rlimits(limits: Limits, extra_processes: int = 0) -> dict[str, int]:
     }
 
 
+def limits_outside(limits: Limits):
+    """The ``preexec_fn`` that gives a plain (unjailed) subprocess the jail's resource limits, but RLIMIT_NPROC:
+    without a uid of its own, it would count the grader's own processes."""
+    from .launch import RLIMITS
+
+    values = {name: value for name, value in rlimits(limits).items() if name != "nproc"}
+
+    def apply() -> None:
+        for name, value in values.items():
+            resource.setrlimit(RLIMITS[name], (value, value))
+
+    return apply
+
+
+def has_gpu_devices() -> bool:
+    """Whether this machine has NVIDIA device nodes (a jail would bind them)."""
+    return any(Path(device).exists() for device in GPU_DEVICES)
+
+
 def _own_processes(uid: int) -> int:
     """How many processes ``uid`` runs now (a non-root jail's RLIMIT_NPROC counts them too)."""
     count = 0
@@ -276,36 +295,29 @@ class Running:
     """A jail that stays up to be talked to (a persistent grader, a warm student process): frames go in on its
     stdin and come back on its result pipe, each at most ``max_frame`` bytes; its output keeps the last
     ``limits.output_kb``. Without bubblewrap (``jailed=False``) the same conversation runs with a plain
-    subprocess (``argv`` in ``cwd``, the jail's resource limits but not its namespaces). Close kills it."""
+    subprocess (``argv`` in the spec's ``cwd``, the jail's resource limits but not its namespaces). Close kills
+    it."""
 
-    def __init__(self, spec: Jail, *, max_frame: int, max_total: int | None = None, jailed: bool = True,
-                 python: bool = True, cwd: Path | None = None):
+    def __init__(self, spec: Jail, *, max_frame: int, max_total: int | None = None, jailed: bool = True):
         self.limits = spec.limits
         self._stack = contextlib.ExitStack()
         if jailed:
-            self.proc, result_fd, self.started = self._stack.enter_context(_launch(spec, python=python, stdin=True))
+            self.proc, result_fd, self.started = self._stack.enter_context(_launch(spec, python=True, stdin=True))
         else:
-            self.proc, result_fd, self.started = self._plain(spec, cwd)
+            self.proc, result_fd, self.started = self._plain(spec)
         self.output = _Reader(_own(self.proc), self.limits.output_kb * 1024, tail=True)
         self.output.start()
         self.frames: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read_frames, args=(result_fd, max_frame, max_total), daemon=True)
         self._reader.start()
 
-    def _plain(self, spec: Jail, cwd: Path | None):
-        from .launch import RLIMITS
-
+    def _plain(self, spec: Jail):
         result_read, result_write = os.pipe()
-        limits = {k: v for k, v in rlimits(spec.limits).items() if k != "nproc"}  # no own uid: nproc would count ours
-
-        def apply() -> None:
-            for name, value in limits.items():
-                resource.setrlimit(RLIMITS[name], (value, value))
-
         try:
-            proc = subprocess.Popen(spec.argv, cwd=cwd, env={**spec.env, RESULT_FD_ENV: str(result_write)},
+            proc = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**spec.env, RESULT_FD_ENV: str(result_write)},
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True, pass_fds=(result_write,), preexec_fn=apply)
+                                    start_new_session=True, pass_fds=(result_write,),
+                                    preexec_fn=limits_outside(spec.limits))
         finally:
             os.close(result_write)
         self._stack.callback(_kill_group, proc)
@@ -372,11 +384,10 @@ class Running:
         except subprocess.TimeoutExpired:
             pass
         self._stack.close()
-        for stream in (self.proc.stdin,):
-            try:
-                stream.close()
-            except (OSError, ValueError):
-                pass
+        try:
+            self.proc.stdin.close()
+        except (OSError, ValueError):
+            pass
 
 
 def _own(proc: subprocess.Popen) -> int:

@@ -15,7 +15,6 @@ import contextlib
 import functools
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -31,7 +30,6 @@ from pydantic import ValidationError
 from ..errors import GraderError
 from ..protocol import ChildRequest, ChildResult, Outcome, Submission, files
 from . import jail
-from .launch import RLIMITS
 from .policy import STUDENT, Limits
 
 WORKDIR = "/home/student"  # the child's working directory inside the jail (a size-capped tmpfs)
@@ -72,17 +70,6 @@ def network_isolation() -> list[str]:
     except (OSError, subprocess.TimeoutExpired):
         ok = False
     return [unshare, "--net", "--"] if ok else []
-
-
-def _limit(limits: Limits):
-    rlimits = jail.rlimits(limits)
-
-    def apply() -> None:
-        for name, value in rlimits.items():
-            if name != "nproc":  # not per jail outside one: the grader's own processes would count
-                resource.setrlimit(RLIMITS[name], (value, value))
-
-    return apply
 
 
 def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits = STUDENT, *,
@@ -139,20 +126,30 @@ def run_for_values(notebook: Path, names: list[str], limits: Limits = STUDENT) -
         return Values(result.values, result.value_errors, failure, ran.output, label)
 
 
+def _student_jail(limits: Limits, base: Path | None, given: list | None = None, *, wait: bool = False) -> jail.Jail:
+    """The student's jail: the child in the working folder, the course's base beside the notebook (transfer),
+    and ``given`` bound in; with ``wait``, the notebook and the request come later, on its stdin."""
+    mounts = [*(given or []), *([jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}")] if base is not None else [])]
+    return jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child", *(["--wait"] if wait else [])],
+                     cwd=WORKDIR, env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
+
+
+def _start(how, spec: jail.Jail, **options):
+    try:
+        return how(spec, **options)
+    except OSError as exc:
+        raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
+
+
 class WarmStudent:
     """A student's jail started before its notebook is known, used once: Python, Keras and IPython are imported
-    while the batch grades the previous submission; the notebook and the request then go in on its stdin, and
-    its time limit starts from that moment. The same jail, limits and binds as a jail started for the notebook."""
+    while the batch grades the previous submission; the notebook and the request then go in on its stdin. The
+    same jail, limits and binds as a jail started for the notebook, and the same time budget (see :meth:`run`)."""
 
     def __init__(self, limits: Limits, base: Path | None):
         self.limits, self.base = limits, base
-        mounts = [jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}")] if base is not None else []
-        spec = jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child", "--wait"], cwd=WORKDIR,
-                         env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
-        try:
-            self.running = jail.Running(spec, max_frame=limits.return_mb * 2**20, max_total=limits.return_mb * 2**20)
-        except OSError as exc:
-            raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
+        cap = limits.return_mb * 2**20
+        self.running = _start(jail.Running, _student_jail(limits, base, wait=True), max_frame=cap, max_total=cap)
 
     def fits(self, limits: Limits, base: Path | None) -> bool:
         return self.limits == limits and self.base == base and self.running.alive()
@@ -236,16 +233,8 @@ def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, requ
     if warm is not None and warm.fits(limits, base):
         ran = warm.run(inbox)
     else:
-        mounts = [jail.Mount(inbox / files.NOTEBOOK, f"{WORKDIR}/{files.NOTEBOOK}"),
-                  jail.Mount(inbox / files.REQUEST, f"{WORKDIR}/{files.REQUEST}")]
-        if base is not None:
-            mounts.append(jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}"))
-        spec = jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child"], cwd=WORKDIR,
-                         env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
-        try:
-            ran = jail.run(spec)
-        except OSError as exc:
-            raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
+        given = [jail.Mount(inbox / name, f"{WORKDIR}/{name}") for name in (files.NOTEBOOK, files.REQUEST)]
+        ran = _start(jail.run, _student_jail(limits, base, given))
     if ran.code is not None and ran.code > 128:  # bubblewrap exits 128 + n when the child was killed by signal n
         ran = replace(ran, code=-(ran.code - 128))
     returnable = [files.model_file(entry) for entry in request.entries]
@@ -271,7 +260,7 @@ def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits, req
         try:
             proc = subprocess.Popen(
                 cmd, cwd=work, env=scrubbed_env(work), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_limit(limits),
+                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=jail.limits_outside(limits),
             )
         except OSError as exc:
             raise GraderError(f"Could not start the sandbox process: {exc}.") from exc
