@@ -55,8 +55,20 @@ demo: setup
 	@echo "grading the whole course (5 exercises x 4 sample students) in parallel: a few minutes on 2 cores"
 	$(BIN)/deepgrade demo
 
+# The course in JupyterLab with nbgrader's formgrader, Assignment List and a local exchange (README: "Open the
+# course in JupyterLab"); arguments for `deepgrade lab` in LAB_ARGS, e.g. make lab LAB_ARGS="--port 9000 --no-browser".
+.PHONY: lab
+lab: setup
+	$(BIN)/deepgrade lab $(LAB_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests autograders
+
+# The course packaged with deepgrade (src/deepgrade/course_bundle/, committed): regenerate it after editing
+# course.yml, autograders/ or the release; tests/test_release.py fails while it is stale.
+.PHONY: bundle
+bundle: $(STAMP)
+	$(BIN)/deepgrade bundle
 
 # Real grades are shared across the run (tests/conftest.py `graded`); `-m "not slow"` leaves out every test that
 # grades end to end or trains.

@@ -98,8 +98,11 @@ def test_missing_and_extra_layers():
     short = keras.Sequential([keras.Input(SHAPE), layers.Flatten(), layers.Dense(256, activation="relu")])
     with pytest.raises(CheckFailed, match=r"^Layer 3: expected Dropout\(rate=0\.4\)\. Received: nothing, the model ends after layer 2"):
         check_architecture(short, MLP)
-    with pytest.raises(CheckFailed, match=r"layer with weights that should come next, Dense\(units=256"):
-        check_parameters(short, MLP, SHAPE)
+    with pytest.raises(CheckFailed, match=r"^Layer 3: expected Dropout\(rate=0\.4\) \(0 parameters\)\. Received: nothing, "
+                       r"the model ends after layer 2\. Total: expected 269,322, received 200,960\.") as info:
+        check_parameters(short, MLP, SHAPE)  # the layer the architecture check names, not the next with weights
+    assert [row.position for row in info.value.layers if row.differs] == [3]
+    assert [row.received for row in info.value.layers][2:] == [None] * 4  # missing, in the feedback's table
     long = sequential_fused()
     long.add(layers.Dense(10, activation="softmax"))
     with pytest.raises(CheckFailed, match=r"^Layer 7 \(Dense .*expected no more layers after layer 6"):

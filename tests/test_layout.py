@@ -20,19 +20,21 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 PACKAGE = SRC / "deepgrade"
 
-FRONT_DOORS = {"cli", "nbgrader_ext", "notebook_checks", "calibrate", "demo", "pretrain", "__main__"}
+FRONT_DOORS = {"cli", "nbgrader_ext", "notebook_checks", "calibrate", "demo", "pretrain", "lab", "__main__"}
 
 # room -> the other rooms of deepgrade it may import (itself always allowed; the empty top-level
 # ``deepgrade/__init__.py`` is allowed everywhere). Front doors may import anything.
 ALLOWED = {
     "errors": set(),
     "convmath": set(),
+    "habits": {"errors"},
     "protocol": {"errors"},
     "course": {"errors"},
     "pretrained": {"errors", "protocol", "course"},
-    "sandbox": {"errors", "protocol", "course", "pretrained"},
-    "grader": {"errors", "protocol", "course", "pretrained", "sandbox"},
+    "sandbox": {"errors", "protocol", "course", "pretrained", "habits"},
+    "grader": {"errors", "protocol", "course", "pretrained", "sandbox", "habits"},
     "quiz": {"errors", "course", "convmath"},
+    "feedback": {"errors", "protocol"},
     "batch": {"errors", "protocol", "course", "grader", "sandbox"},
 }
 # The grader reaches the sandbox only to build a notebook's submission (grader/run.py) and to start its own

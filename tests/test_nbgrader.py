@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,13 @@ def test_autograde_records_the_same_points_as_deepgrade_check(tmp_path, course, 
         assert recorded["environment"]["seed"] == 1 and recorded["environment"]["device"] == "cpu"
     bob = (out / "feedback" / "bob" / "mlp" / "mlp.html").read_text()
     assert "expected Dropout(rate=0.4). Received: Dense." in bob
+    # deepgrade's feedback: each check named in the contents with PASS or FAIL, its verdict and the layer table;
+    # no test cell's source; the training run's plots
+    assert re.search(r"dg-mark fail\">FAIL</span>\s*<a href=\"#architecture\">Check <code>architecture</code>", bob)
+    assert "Test cell" not in bob and 'check(&quot;mlp&quot;' not in bob and "notebook_checks" not in bob
+    assert "dg-differs" in bob and "first difference" in bob and bob.count("data:image/png;base64,") == 3
+    alice = (out / "feedback" / "alice" / "mlp" / "mlp.html").read_text()
+    assert alice.count('dg-mark pass">PASS') == 6 and "dg-mark fail" not in alice  # the contents and each check
     with open(out / "grades.csv") as f:
         scores = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
     assert scores == {s: row["score"] for s, row in by_student.items()}
@@ -99,7 +107,7 @@ def test_released_quiz_hides_the_answers(name):
     code = "\n".join(c.source for c in release.cells if c.cell_type == "code")
     assert "HIDDEN TESTS" not in code and "'answer':" not in code and "answer_1 =" not in code
     for number, variant in enumerate(quiz.variants, start=1):
-        assert f"answer_check({number}, answer_{number}, {variant.kind!r})" in code
+        assert f"answer_check({number}, answer_{number}, {variant.kind!r}" in code
 
 
 @pytest.mark.slow
@@ -129,4 +137,17 @@ def test_quiz_round_trip_through_nbgrader(tmp_path, course):
     graded = nbformat.read(tmp_path / "autograded" / "partly" / "quiz_pooling" / "quiz_pooling.ipynb", as_version=4)
     errors = [o for c in graded.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert any("Question 1: not quite. Hint:" in o.evalue for o in errors)
-    assert any("Question 4: Expected a shape such as" in o.evalue for o in errors)
+    assert any("Question 4:" in o.evalue and "AnswerFormatError" == o.ename for o in errors)
+    # the feedback: no hidden test, no answer (every student's variant is the same: it would be the class's key)
+    nbgrader(tmp_path, "generate_feedback", "quiz_pooling", "--force", console=console)
+    source = (REPO / "solutions" / "quiz_pooling" / "quiz_pooling.ipynb").read_text()
+    assert "BEGIN HIDDEN TESTS" in source
+    for student in ("ace", "partly"):
+        feedback = (tmp_path / "feedback" / student / "quiz_pooling" / "quiz_pooling.html").read_text()
+        assert "HIDDEN TESTS" not in feedback and "answer_check" not in feedback and "&#39;answer&#39;" not in feedback
+        for variant in quiz.variants:
+            if variant.kind in ("matrix", "shape"):
+                assert str(variant.answer) not in feedback and repr(variant.answer) not in feedback, (student, variant.id)
+        assert "Check <code>q1</code>" in feedback
+    partly = (tmp_path / "feedback" / "partly" / "quiz_pooling" / "quiz_pooling.html").read_text()
+    assert "FAIL: Question 1: not quite. Hint:" in partly and "[[10, 7], [8, 12]]" in source

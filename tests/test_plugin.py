@@ -64,7 +64,8 @@ def test_points_and_messages_travel_to_the_report(pytester, fake):
     result.assert_outcomes(passed=2, failed=2)
     checks = {c["name"]: c for c in report["checks"]}
     assert list(checks) == ["good", "bad", "plain", "model_size"]  # course.yml order
-    assert checks["good"] == {"name": "good", "passed": True, "points": 2, "max_points": 2, "message": "all fine"}
+    assert checks["good"] == {"name": "good", "passed": True, "points": 2, "max_points": 2, "message": "all fine",
+                              "trains": False, "layers": []}
     assert checks["bad"]["points"] == 0 and checks["bad"]["max_points"] == 3
     assert checks["bad"]["message"] == "Layer 1 (Dense 'd'): expected units=3. Received: units=4."
     assert checks["plain"]["message"] == "one is not two"

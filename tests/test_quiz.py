@@ -93,7 +93,9 @@ def test_feedback_does_not_give_the_answer_away():
     v = fixed("pooling", "max-stride-2")
     result = grade(v, parse(v, "10 7; 8 11"))
     assert not result.correct and "12" not in result.feedback
-    assert "shape 2x2, yours is 1x2" in grade(v, parse(v, "10 7")).feedback
+    assert "shape 2x2, yours is 1x2" in grade(v, [[10.0, 7.0]]).feedback  # grade alone; parse never lets it through
+    with pytest.raises(AnswerFormatError, match=r"Expected a 2x2 matrix .* Received: 1 row of 2 numbers \(10 7\)\.$"):
+        parse(v, "10 7")
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
@@ -217,3 +219,13 @@ def test_terminal_quiz_end_to_end():
     assert "hint: It gives convolutional neural networks their name." in out
     assert "Expected one of 1-4 or the text of a choice. Received: 'not a number'" in out
     assert "Score: 11 / 11" in out
+
+
+@pytest.mark.parametrize("student, received", [("your-id", "Received: 'your-id', the placeholder."),
+                                               ("  ", "Received: only blanks ('  ').")])
+def test_no_quiz_for_the_placeholder_id(capsys, student, received):
+    assert main(["quiz", "pooling", "--student", student, "--course", str(REPO)]) == 2
+    err = capsys.readouterr().err
+    assert "Expected your own student id" in err and received in err
+    with pytest.raises(ConfigError, match="the placeholder"):
+        make_quiz(load_bank("pooling", REPO), " Your-ID ")

@@ -44,6 +44,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="print the grade as JSON")] = False,
     profile: Annotated[str | None, typer.Option(help="smoke (CPU) or full (GPU); default: from the device")] = None,
     seed: Annotated[int | None, typer.Option(help="training seed, to reproduce a grade")] = None,
+    html: Annotated[Path | None, typer.Option(help="also write the feedback (checks, layer table, plots) as a web page")] = None,
     course: CourseOpt = None,
 ) -> None:
     """Grade NOTEBOOK for EXERCISE: one row per check; exit 0 only when every check passes."""
@@ -53,12 +54,49 @@ def check(
     loaded = _course(course)
     if not notebook.is_file():
         raise typer.BadParameter(f"expected an existing .ipynb file. Received: {notebook}.", param_hint="NOTEBOOK")
-    report = grade_notebook(loaded, exercise, notebook, profile=profile, seed=seed)
+    with _Steps(err) as steps:
+        report = grade_notebook(loaded, exercise, notebook, profile=profile, seed=seed, on_progress=steps.show)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         render(report)
+    if html is not None:
+        from .feedback import page
+
+        html.write_text(page(report, f"deepgrade check {exercise}: {notebook.name}"))
+        err.print(f"feedback written to {escape(str(html))}", highlight=False)
     raise typer.Exit(0 if report.passed else 1)
+
+
+class _Steps:
+    """``deepgrade check``'s progress on stderr, one step after another (sandbox, load, training with its
+    epochs, evaluation), drawn live on a terminal and left out elsewhere (logs stay clean)."""
+
+    def __init__(self, console: Console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.live = console.is_terminal
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=console, transient=True)
+        self.task = None
+
+    def __enter__(self) -> "_Steps":
+        if self.live:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live:
+            self.bar.stop()
+
+    def show(self, said) -> None:
+        if not self.live:
+            return
+        text = escape(said.text())
+        if self.task is None:
+            self.task = self.bar.add_task(text, total=None)
+        total = said.epochs if said.stage == "train" and said.epochs else None
+        self.bar.update(self.task, description=text, total=total, completed=said.epoch or 0)
 
 
 @app.command()
@@ -224,6 +262,38 @@ def quiz(
         run_in_terminal(variant)
 
 
+@app.command()
+def bundle(
+    check_only: Annotated[bool, typer.Option("--check", help="only say whether the packaged course is current")] = False,
+    course: CourseOpt = None,
+) -> None:
+    """Copy the course (course.yml, autograders, the release) into the package, for released notebooks anywhere."""
+    from .course import BUNDLE_DIR, bundle_drift, write_bundle
+
+    root = _course(course).root
+    if check_only:
+        drift = bundle_drift(root)
+        print("\n".join(drift) if drift else f"{BUNDLE_DIR} is current with {root}")
+        raise typer.Exit(1 if drift else 0)
+    written = write_bundle(root)
+    print(f"wrote {BUNDLE_DIR}: {len(written)} files from {root}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab(
+    ctx: typer.Context,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="the server's port (default: 8888, else a free one)")] = None,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="do not open a web browser")] = False,
+    course_dir: Annotated[Path | None, typer.Option(help="the course folder (default: found upwards)")] = None,
+) -> None:
+    """Open the course in JupyterLab: formgrader, Assignment List and a local exchange, ready to use.
+
+    Further arguments go to `jupyter lab`, e.g. `deepgrade lab -- --ServerApp.ip=0.0.0.0`."""
+    from .lab import plan, start
+
+    start(plan(course_dir, port=port, open_browser=not no_browser, extra=ctx.args))
+
+
 def render(report, console: Console | None = None) -> None:
     """The check table a student reads."""
     from rich.table import Table
@@ -233,15 +303,25 @@ def render(report, console: Console | None = None) -> None:
     table.add_column("check")
     table.add_column("points", justify="right")
     table.add_column("result")
+    said: dict[str, str] = {}  # a message shared by several failed checks (a stub's error) is said once
     for c in report.checks:
         mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
-        table.add_row(c.name, f"{c.points:g} / {c.max_points:g}", f"{mark} {escape(c.message)}")
+        if not c.passed and c.message in said:
+            message = f"the same error as {said[c.message]} (above)"
+        else:
+            message = c.message
+            said.setdefault(c.message, c.name)
+        first = c.first_difference()
+        where = (f"\n[dim]layer {first.position}: expected {escape(first.expected or 'no layer')}; yours: "
+                 f"{escape(first.received or 'missing')}[/dim]") if first is not None and not c.passed else ""
+        table.add_row(c.name, f"{c.points:g} / {c.max_points:g}", f"{mark} {escape(message)}{where}")
     console.print(table)
     env = report.environment
+    trained = any(c.trains for c in report.checks) and "train_seconds" in env  # the seed means nothing otherwise
     console.print(
         f"score {report.score:g} / {report.max_score:g}"
-        + (f"  (seed {env['seed']}, {env.get('device', '?')}, keras {env.get('versions', {}).get('keras', '?')})"
-           if "seed" in env else "")
+        + (f"  (trained with seed {env['seed']}, {env.get('device', '?')}, keras "
+           f"{env.get('versions', {}).get('keras', '?')})" if "seed" in env and trained else "")
     )
     if env.get("isolation", "bubblewrap") != "bubblewrap":
         from .sandbox.jail import why_not_isolated

@@ -45,9 +45,14 @@ class StudentCodeError(DeepgradeError):
 
 
 class CheckFailed(DeepgradeError, AssertionError):
-    """A check did not pass; the message is for the student."""
+    """A check did not pass; the message is for the student. ``layers``: the architecture table the feedback
+    shows with it (:class:`deepgrade.protocol.LayerRow`), when the check compared layers."""
 
     exit_code = 1
+
+    def __init__(self, message: str, *, tip: str | None = None, layers: list | None = None):
+        super().__init__(message, tip=tip)
+        self.layers = layers or []
 
 
 class GraderError(DeepgradeError):

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Integer, Unicode
@@ -54,11 +55,11 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
         cell.outputs = [verdict_output(result)]
         if env.get("isolation", "bubblewrap") != "bubblewrap":
             cell.outputs.append(_unisolated_note(env["isolation"]))
-        if result.passed and "seed" in env:
+        if result.trains and "seed" in env and "train_seconds" in env:  # the seed means something only here
             cell.outputs.append(nbformat.v4.new_output(
                 "stream", name="stdout",
                 text=f"(graded with seed {env['seed']} on {env.get('device')}, profile {report.profile})\n"))
-    nb.metadata["deepgrade"] = report.to_dict()
+    nb.metadata["deepgrade"] = report.dump()
 
 
 class TrustedGrade(Execute):
@@ -111,7 +112,7 @@ class TrustedGrade(Execute):
         folder = resources.get("metadata", {}).get("path")
         if folder:
             Path(folder, f"{info.get('notebook', 'submission')}.deepgrade.json").write_text(
-                json.dumps(report.to_dict(), indent=2) + "\n")
+                json.dumps(report.dump(), indent=2) + "\n")
         return nb, resources
 
     def _course_dir(self) -> Path:
@@ -154,7 +155,7 @@ class TrustedGrade(Execute):
                 cell.outputs = [nbformat.v4.new_output(
                     "error", ename="GraderError", evalue=why,
                     traceback=["The grader failed; this is not a problem with your work.", why])]
-        nb.metadata["deepgrade"] = report.to_dict()
+        nb.metadata["deepgrade"] = report.dump()
         return nb, resources
 
 
@@ -178,18 +179,41 @@ def free_names(source: str) -> set[str]:
 
 
 def quiz_verdict(source: str, ran) -> NotebookNode:
-    """Run one of the instructor's test cells here, on the student's values (plain data) only."""
+    """Run one of the instructor's test cells here, on the student's values (plain data) only.
+
+    A failing verdict says which answer is wrong and the format expected, never the expected value: only the
+    messages of ``answer_check`` (written never to hold the answer) are shown; any other exception (an
+    instructor's ``assert answer_1 == 42, ...``) is named without its text, which may hold the answer."""
+    from .quiz import AnswerFormatError, WrongAnswer, expected_formats
+
+    def failed(ename: str, message: str) -> NotebookNode:
+        return nbformat.v4.new_output("error", ename=ename, evalue=message, traceback=[f"{ename}: {message}"])
+
     if ran.failure:
         return nbformat.v4.new_output("error", ename="GraderError", evalue=ran.failure, traceback=[ran.failure])
     namespace = dict(ran.values)
-    problems = [ran.errors[name] for name in sorted(free_names(source)) if name in ran.errors]
+    names = sorted(free_names(source))
+    formats = expected_formats(source)
+
+    def expected(name: str) -> str:
+        return f" Expected {formats[name]}." if name in formats else ""
+
+    problems = [ran.errors[name] + expected(name) for name in names if name in ran.errors]
     if problems:
         return nbformat.v4.new_output("error", ename="AnswerFormatError", evalue=problems[0], traceback=problems)
+    missing = [name for name in names if name not in namespace]
+    if missing:
+        return failed("AnswerFormatError", f"{missing[0]} has no value after your notebook ran: the cell that assigns "
+                                           f"it is missing, still the stub, or raised an error.{expected(missing[0])}")
     try:
         exec(compile(source, "<test cell>", "exec"), namespace)  # the instructor's cell, on data only
-    except Exception as exc:  # noqa: BLE001 - a failed check is this cell's verdict
-        message = f"{type(exc).__name__}: {exc}"
-        return nbformat.v4.new_output("error", ename=type(exc).__name__, evalue=str(exc), traceback=[message])
+    except (AnswerFormatError, WrongAnswer) as exc:  # answer_check's own: what is wrong, never the answer
+        return failed(type(exc).__name__, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a failed check is this cell's verdict; its text may hold the answer
+        which = [n for n in names if n in formats] or names
+        return failed(type(exc).__name__, f"{', '.join(which) or 'the answer'}: not right (the check raised "
+                                          f"{type(exc).__name__}; its text is not shown, as it may hold the answer)."
+                                          f"{expected(which[0]) if len(which) == 1 else ''}")
     return nbformat.v4.new_output("stream", name="stdout", text="PASS\n")
 
 
@@ -197,6 +221,62 @@ def _unisolated_note(label: str) -> NotebookNode:
     from .sandbox.jail import why_not_isolated
 
     return nbformat.v4.new_output("stream", name="stdout", text=f"(graded without isolation: {why_not_isolated(label)})\n")
+
+
+class FeedbackView(Preprocessor):
+    """``nbgrader generate_feedback``: what a student reads of a graded notebook, and nothing more.
+
+    Each test cell's source becomes one comment line naming its check: nbgrader restores the instructor's
+    test cells, hidden tests included, into the graded notebook (nbgrader#917), and a quiz's test cell holds
+    its answer; none of that reaches the feedback. An exercise's test cells show deepgrade's verdict (the same
+    HTML as ``deepgrade check --html`` and the notebook's check cells: the check, its points, the message, the
+    layer table, the training run's plots); a quiz's show PASS, or FAIL with the format problem when it was
+    one, never the instructor's assertion (which may quote the answer).
+    """
+
+    enabled = Bool(True, help="rewrite test cells for the feedback (nbconvert runs a preprocessor only when enabled)"
+                   ).tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from .feedback import check_html, check_text
+        from .feedback.html import first_training_check
+
+        data = nb.metadata.get("deepgrade") or {}
+        try:
+            report = Report.from_dict(data) if data.get("checks") else None
+        except ValueError:
+            report = None
+        plotted = first_training_check(report) if report is not None else None
+        for cell in nb.cells:
+            if not is_test_cell(cell):
+                continue
+            info = cell.metadata["nbgrader"]
+            name = info.get("grade_id", "?")
+            cell.source = f"# Check \"{name}\" ({float(info.get('points', 0)):g} points), graded by deepgrade"
+            result = report.check(name) if report is not None else None
+            if result is not None:
+                cell.outputs = [nbformat.v4.new_output("display_data", data={
+                    "text/html": check_html(report, result, plots=name == plotted),
+                    "text/plain": check_text(report, result)})]
+                if report.environment.get("isolation", "bubblewrap") != "bubblewrap":
+                    cell.outputs.append(_unisolated_note(report.environment["isolation"]))
+            else:
+                cell.outputs = [_safe_output(output) for output in cell.outputs]
+        return nb, resources
+
+
+SAFE_ERRORS = ("AnswerFormatError", "WrongAnswer", "GraderError")  # deepgrade's own messages: never the answer
+
+
+def _safe_output(output: NotebookNode) -> NotebookNode:
+    """A test cell's output as the feedback may show it: PASS lines and deepgrade's own messages as they are;
+    any other failure only as "not correct" (an instructor's assertion may quote the answer)."""
+    if output.get("output_type") == "error":
+        text = output.get("evalue", "") if output.get("ename") in SAFE_ERRORS else "this answer is not correct."
+        return nbformat.v4.new_output("stream", name="stdout", text=f"FAIL: {text}\n")
+    if output.get("output_type") == "stream" and output.get("name") == "stdout":
+        return output
+    return nbformat.v4.new_output("stream", name="stdout", text="(output left out of the feedback)\n")
 
 
 def configure(c) -> None:
@@ -209,6 +289,13 @@ def configure(c) -> None:
     # nbgrader's own pipeline, with its in-kernel Execute step replaced by the trusted grader.
     default = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
     c.Autograde.autograde_preprocessors = [TrustedGrade if step is Execute else step for step in default]
+    # Feedback: test cells show deepgrade's verdicts, never their source (hidden tests, quiz answers).
+    from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+    from nbgrader.preprocessors import GetGrades
+
+    c.GenerateFeedback.preprocessors = [GetGrades, FeedbackView, CSSHTMLHeaderPreprocessor]
+    c.HTMLExporter.template_name = "deepgrade_feedback"
+    c.HTMLExporter.extra_template_basedirs = [str(Path(__file__).parent / "feedback" / "templates")]
     # Stubs say what to do instead of the bare default.
     c.ClearSolutions.code_stub = {
         "python": "# YOUR CODE HERE\nraise NotImplementedError(\"replace this line with your code\")",

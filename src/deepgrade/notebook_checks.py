@@ -1,67 +1,320 @@
 """Checks a student runs inside their own notebook (the test cells of each exercise).
 
-This is a convenience for the student, not the grade: it saves the model that
-``build_fn()`` returns and hands the file to the trusted grader in its own jail
-(:class:`deepgrade.grader.worker.GraderWorker`: bubblewrap; a plain process where no jail
-can be made), never in the student's kernel. When an instructor autogrades, nbgrader does not run these cells:
+This is a convenience for the student, not the grade: ``check(...)`` saves the models the notebook's entry
+functions return and hands the files to the trusted grader in its own jail
+(:class:`deepgrade.grader.worker.GraderWorker`: bubblewrap; a plain process where no jail can be made),
+never in the student's kernel. When an instructor autogrades, nbgrader does not run these cells:
 deepgrade's trusted grader fills in their results (see ``nbgrader_ext``).
+
+One grader serves every check cell of a notebook (it stays up while the kernel does), and its reports are
+cached on what was built (the models' configurations, the training options, profile and seed): the first
+check cell grades every check that does not train, the first cell of a check that trains grades the rest
+(one training: accuracy and gap come from the same run), and every other cell answers from the cache.
+A failing check shows a FAIL verdict and returns: Run All goes on to the next cell. (Under nbgrader's own
+execution, ``nbgrader validate`` or an autograde without deepgrade's step, a failing check raises, so that
+nbgrader sees it.)
+
+Importing this module quiets TensorFlow's C++ start-up logs: the notebooks import it before ``keras``.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
+import hashlib
+import json
 import os
+import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CheckFailed, ConfigError
+from . import habits
+from .errors import CheckFailed, ConfigError, DeepgradeError, said
 
 SEED_ENV = "DEEPGRADE_SEED"  # fixes the seed of the in-notebook checks (to reproduce a run, or in tests)
+CACHED = 16  # reports kept per kernel
+
+
+def _quiet_tensorflow() -> None:
+    """TensorFlow's C++ logs: off by TF_CPP_MIN_LOG_LEVEL for what honours it, and with this process's stderr
+    (fd 2) pointed at /dev/null while Keras is first imported for the start-up lines that do not."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "keras" in sys.modules:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken Keras is said where it is used, not here
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class Verdict:
+    """What a check cell shows: PASS or FAIL, the points, the message (HTML in Jupyter, text elsewhere)."""
+
+    def __init__(self, report, result, *, plots: bool = False):
+        self.report, self.result, self.plots = report, result, plots
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed
+
+    def _repr_html_(self) -> str:
+        from .feedback import check_html
+
+        return check_html(self.report, self.result, plots=self.plots)
+
+    def __repr__(self) -> str:
+        from .feedback import check_text
+
+        return check_text(self.report, self.result)
+
+
+class _Session:
+    """This kernel's grader and the reports it gave, by what was built."""
+
+    def __init__(self):
+        self.worker = None
+        self.course_root: Path | None = None
+        self.reports: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+        atexit.register(self.close)
+
+    def grader(self, course):
+        from .grader.worker import GraderWorker
+        from .sandbox import isolation
+
+        if self.worker is not None and self.course_root != course.root:
+            self.close()
+        if self.worker is None:
+            self.isolation = isolation()
+            self.worker = GraderWorker(course, jailed=self.isolation.ok).start()
+            self.course_root = course.root
+        return self.worker
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    def remember(self, key: tuple, report) -> None:
+        self.reports[key] = report
+        while len(self.reports) > CACHED:
+            self.reports.popitem(last=False)
+
+
+SESSION = _Session()
+
+
+def _prestart() -> None:
+    """In a Jupyter kernel (not the sandbox's shell, not under nbgrader), start the notebook's grader as the
+    notebook imports this module: it loads Keras and the data while the kernel does, so the first check cell
+    does not wait for it. Anything missing (no course) is said by the first check, not here."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if type(shell).__name__ != "ZMQInteractiveShell" or os.environ.get("NBGRADER_EXECUTION"):
+            return
+        from .course import load_course
+
+        SESSION.grader(load_course())
+    except Exception:  # noqa: BLE001 - only a head start: the first check starts it (and says why it cannot)
+        pass
+
+
+_prestart()
+_quiet_tensorflow()
+habits.install_ipython_hints()  # a Keras 2 habit's error in any cell gets the Keras 3 way under its traceback
 
 
 def check(exercise: str, name: str, build_fn: Callable, *, options: Callable | None = None,
           profile: str | None = None, seed: int | None = None) -> None:
-    """Run one check of ``exercise`` on ``build_fn()``; print the verdict, raise CheckFailed when it fails.
+    """Show the verdict of the check ``name`` of ``exercise`` on what the notebook's functions build.
 
-    ``build_fn`` that takes an argument gets the course's pretrained base (transfer); ``options`` is the
-    notebook's training-options function (early stopping), sent to the grader as data. Without ``seed``
-    the grader draws a fresh one, unless ``$DEEPGRADE_SEED`` fixes it (to reproduce a run, or in tests).
+    ``build_fn`` is the entry function the check grades (one that takes an argument gets the course's
+    pretrained base); the exercise's other entry functions are taken from the notebook by name. ``options``
+    is the notebook's training-options function (early stopping), sent to the grader as data. Without
+    ``seed`` the grader draws a fresh one, unless ``$DEEPGRADE_SEED`` fixes it.
     """
+    namespace = sys._getframe(1).f_globals
+    show = _Display()
+    try:
+        verdict = _verdict(exercise, name, build_fn, options, profile, seed, namespace, show.progress)
+    except DeepgradeError as exc:
+        verdict = _failure(exercise, name, str(exc))
+    show.done(verdict)
+    if not verdict.passed and os.environ.get("NBGRADER_EXECUTION"):
+        raise CheckFailed(repr(verdict))
+
+
+def _verdict(exercise, name, build_fn, options, profile, seed, namespace, progress) -> Verdict:
     from .course import load_course
-    from .pretrained import load_base, takes_base
+    from .feedback.html import first_training_check
 
     course = load_course()
+    ex = course.exercise(exercise)
+    if name not in ex.checks:
+        raise ConfigError(f"Unknown check of {exercise!r}: expected one of {', '.join(ex.checks)}. Received: {name!r}.")
     if seed is None:
         seed = seed_from_environment()
-    model = build_fn(load_base()) if takes_base(build_fn) else build_fn()
-    if model is None:
-        raise CheckFailed(f"{build_fn.__name__}() returned None; expected a Keras model. Did you forget `return model`?")
     with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        given = options() if options is not None else None
-        report = _grade(course, exercise, build_fn.__name__, path, given, profile, seed, name, Path(tmp))
+        submission, built = _build(ex, build_fn, options, namespace, Path(tmp))
+        key = (exercise, profile, seed, built)
+        report = SESSION.reports.get((*key, True))
+        if report is None:
+            report = SESSION.reports.get((*key, False))
+            if report is None or name in report.environment.get("deferred", []):
+                train = report is not None  # the structural checks first; the training ones when asked for
+                report = _grade(course, exercise, submission, profile, seed, train, progress)
+                if name in report.environment.get("deferred", []):
+                    report = _grade(course, exercise, submission, profile, seed, True, progress)
+                SESSION.remember((*key, not report.environment.get("deferred")), report)
     result = report.check(name)
     if result is None:
         raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")
-    drawn = f" [seed {report.environment['seed']}]" if "seed" in report.environment else ""
-    if not result.passed:
-        raise CheckFailed(f"{name}: {result.message}{drawn}")
-    print(f"PASS {name} ({result.points:g} / {result.max_points:g}): {result.message}{drawn}")
+    return Verdict(report, result, plots=name == first_training_check(report))
 
 
-def _grade(course, exercise: str, entry: str, model: Path, options, profile, seed, name: str, folder: Path):
-    """The trusted grader's report on one check, from its own jail (or, where no jail can be made, its own
-    process; the report then says it was not isolated). Never computed in the student's kernel."""
-    from .grader.worker import GraderWorker
+def _build(ex, build_fn, options, namespace, folder: Path):
+    """Save what each entry function returns (``build_fn`` for its own entry, the others from the notebook):
+    the submission, and a digest of what was built (the configurations, not the random initial weights)."""
+    import keras
+
+    from .pretrained import load_base, takes_base
     from .protocol import Submission
-    from .sandbox import isolation
 
-    here = isolation()
-    with GraderWorker(course, jailed=here.ok) as worker:
-        report = worker.grade(exercise, Submission.of_model(entry, model, options), profile=profile, seed=seed,
-                              only=[name])
-    return report.model_copy(update={"environment": {**report.environment, "isolation": here.label}})
+    keras.backend.clear_session()  # layer names as a fresh kernel's summary() shows them: dense, dense_1, ...
+    models, errors, digest = {}, {}, hashlib.sha256()
+    for entry in [ex.entry, *ex.extra_entries]:
+        fn = build_fn if getattr(build_fn, "__name__", None) == entry else namespace.get(entry)
+        if fn is None:
+            errors[entry] = f"{entry}() is not defined in this notebook: run the cell that defines it first."
+            continue
+        try:
+            model = fn(load_base()) if takes_base(fn) else fn()
+        except DeepgradeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the student's code: said as the check's message
+            errors[entry] = f"{entry}() raised {said(exc)}{_hint(exc)}"
+            continue
+        if model is None:
+            errors[entry] = f"{entry}() returned None; expected a Keras model. Did you forget `return model`?"
+            continue
+        path = folder / f"{entry}.keras"
+        try:
+            model.save(path)
+        except Exception as exc:  # noqa: BLE001
+            errors[entry] = f"{entry}() returned something that cannot be saved as a Keras model ({said(exc)})."
+            continue
+        models[entry] = path
+        with zipfile.ZipFile(path) as archive:
+            digest.update(entry.encode() + _canonical(archive.read("config.json")))
+    if options is None and ex.options:  # the notebook's options function, by name, for every check cell alike
+        options = namespace.get(ex.options)
+    given = options() if options is not None else None
+    digest.update(json.dumps([given, errors], sort_keys=True, default=str).encode())
+    return Submission(models=models, errors=errors, options=given), digest.hexdigest()
+
+
+def _canonical(config: bytes) -> bytes:
+    """A saved model's config.json with Keras's ``shared_object_id`` (a Python ``id()``, new in every build)
+    numbered in order of appearance: the same model built twice gives the same bytes."""
+    ids: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            return {k: ids.setdefault(v, len(ids)) if k == "shared_object_id" else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return json.dumps(walk(json.loads(config)), sort_keys=True).encode()
+
+
+def _hint(exc: BaseException) -> str:
+    from .habits import hint_for
+
+    found = hint_for(exc)
+    return f" {found}" if found else ""
+
+
+def _grade(course, exercise: str, submission, profile, seed, train: bool, progress):
+    """The trusted grader's report, from its own jail (or, where no jail can be made, its own process; the
+    report then says it was not isolated). Never computed in the student's kernel."""
+    try:
+        worker = SESSION.grader(course)
+        report = worker.grade(exercise, submission, profile=profile, seed=seed, train=train, on_progress=progress)
+    except DeepgradeError:
+        SESSION.close()
+        raise
+    return report.model_copy(update={"environment": {**report.environment, "isolation": SESSION.isolation.label}})
+
+
+def _failure(exercise: str, name: str, message: str) -> Verdict:
+    from .protocol import CheckResult, Report
+
+    points = 0.0
+    try:
+        from .course import load_course
+
+        points = float(load_course().exercise(exercise).checks[name].points)
+    except (DeepgradeError, KeyError):
+        pass
+    result = CheckResult(name=name, passed=False, points=0.0, max_points=points, message=message)
+    return Verdict(Report(exercise=exercise, profile="?", checks=[result]), result)
+
+
+class _Display:
+    """One output area per check cell: the grade's progress while it runs, then the verdict in its place."""
+
+    def __init__(self):
+        self.handle = None
+        try:
+            from IPython import get_ipython
+
+            self.ipython = get_ipython() is not None
+        except ImportError:
+            self.ipython = False
+
+    def progress(self, said) -> None:
+        if not self.ipython:
+            print(f"... {said.text()}", flush=True)
+            return
+        from IPython.display import HTML, display
+
+        bar = (f"<progress value='{said.epoch}' max='{said.epochs}' style='width: 12em'></progress> "
+               if said.epoch is not None and said.epochs else "")
+        shown = HTML(f"<div class='dg-progress'>{bar}{_escape(said.text())}</div>")
+        if self.handle is None:
+            self.handle = display(shown, display_id=True)
+        else:
+            self.handle.update(shown)
+
+    def done(self, verdict: Verdict) -> None:
+        if not self.ipython:
+            print(repr(verdict), flush=True)
+            return
+        from IPython.display import display
+
+        if self.handle is None:
+            display(verdict)
+        else:
+            self.handle.update(verdict)
+
+
+def _escape(text: str) -> str:
+    from html import escape
+
+    return escape(text)
 
 
 def seed_from_environment() -> int | None:

@@ -150,7 +150,7 @@ def grade_job(job: Job, settings: Settings) -> Graded:
     except Exception as exc:  # noqa: BLE001 - one submission's failure is recorded; the batch goes on
         why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
         report, finished, warm = failed_report(course, job.assignment, settings.profile, why), False, False
-    return Graded(key=job.key, report=report.to_dict(), finished=finished, seconds=time.monotonic() - start,
+    return Graded(key=job.key, report=report.dump(), finished=finished, seconds=time.monotonic() - start,
                   grader_warm=warm)
 
 
@@ -211,6 +211,6 @@ class Pool:
                 why = (f"The grading worker was lost while grading this notebook ({said(exc)}); it is graded "
                        "again on the next run.")
                 report = failed_report(load_course(settings.course), job.assignment, settings.profile, why)
-                graded = Graded(key=job.key, report=report.to_dict(), finished=False, seconds=0.0,
+                graded = Graded(key=job.key, report=report.dump(), finished=False, seconds=0.0,
                                 grader_warm=False)
             yield job, graded

@@ -122,7 +122,7 @@ class ResultStore:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
             with os.fdopen(fd, "w") as f:
-                json.dump(report.to_dict(), f)
+                json.dump(report.dump(), f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError, did_you_mean, validation_problems
+from .bundle import BUNDLE_DIR
 from .schema import COURSE_FILE, Course, Exercise, Profile, Transfer
 
 COURSE_ENV = "DEEPGRADE_COURSE"  # the course folder, where it cannot be found upwards from the working directory
@@ -21,18 +22,31 @@ class LoadedCourse:
         self.course = course
         self.root = root
         self.path = root / COURSE_FILE
+        self.bundled = root == BUNDLE_DIR.resolve()  # the course packaged with deepgrade (course/bundle.py)
+
+    @property
+    def where(self) -> str:
+        """Which course.yml, for messages: its path, and whether it is the copy packaged with deepgrade."""
+        return f"the course packaged with deepgrade ({self.path})" if self.bundled else str(self.path)
 
     def exercise(self, name: str) -> Exercise:
         try:
             return self.course.exercises[name]
         except KeyError:
             known = sorted(self.course.exercises)
+            other = (" This is the course packaged with deepgrade; to use another, work inside its folder or set "
+                     "DEEPGRADE_COURSE to it." if self.bundled else "")
             raise ConfigError(
                 f"Unknown exercise: expected one of {', '.join(known)}. Received: exercise={name!r}.",
-                tip=did_you_mean(name, known) or f"Exercises are declared under `exercises:` in {self.path}.",
+                tip=(did_you_mean(name, known) or f"Exercises are declared under `exercises:` in {self.where}.") + other,
             ) from None
 
     def source_notebook(self, name: str) -> Path:
+        """The nbgrader source (the reference solution); the packaged course has none."""
+        if self.bundled:
+            raise ConfigError(f"{self.where} holds the released notebooks only, no solutions: expected the course "
+                              f"repository for the source of {name!r}.",
+                              tip="Run this inside the course repository, or set DEEPGRADE_COURSE to it.")
         return self.root / self.exercise(name).notebook
 
     def release_notebook(self, name: str) -> Path:
@@ -47,7 +61,7 @@ class LoadedCourse:
         """The transfer exercise's base: a URL as written, a local folder made absolute."""
         transfer = self.exercise(name).transfer
         if transfer is None:
-            raise ConfigError(f"{self.path}: exercises.{name}: expected a `transfer:` section with the base's handle.")
+            raise ConfigError(f"{self.where}: exercises.{name}: expected a `transfer:` section with the base's handle.")
         handle = transfer.handle
         return handle if "://" in handle else str((self.root / handle).resolve())
 
@@ -55,7 +69,7 @@ class LoadedCourse:
         profiles = self.exercise(name).profiles
         if profile not in profiles:
             raise ConfigError(
-                f"{self.path}: exercises.{name}.profiles: expected a `{profile}` profile. "
+                f"{self.where}: exercises.{name}.profiles: expected a `{profile}` profile. "
                 f"Received: profiles={sorted(profiles)}.",
                 tip=f"Add exercises.{name}.profiles.{profile} with epochs, train_size and thresholds.",
             )
@@ -63,7 +77,9 @@ class LoadedCourse:
 
 
 def find_course_root(start: Path | None = None) -> Path:
-    """The folder holding course.yml: $DEEPGRADE_COURSE, else the first one up from ``start``."""
+    """The folder holding course.yml: $DEEPGRADE_COURSE, else the first one up from ``start`` (default: the
+    working directory), else the course packaged with deepgrade (:data:`~.bundle.BUNDLE_DIR`), so that a
+    released notebook is checked anywhere deepgrade is installed."""
     env = os.environ.get(COURSE_ENV)
     if env:
         root = Path(env)
@@ -78,9 +94,14 @@ def find_course_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / COURSE_FILE).is_file():
             return folder
+    if (BUNDLE_DIR / COURSE_FILE).is_file():
+        return BUNDLE_DIR.resolve()
     raise ConfigError(
-        f"No {COURSE_FILE} found in {here} or any folder above it.",
-        tip="Run deepgrade inside the course folder, pass --course PATH, or set DEEPGRADE_COURSE.",
+        f"No {COURSE_FILE} found in {here} or any folder above it, and this deepgrade has no packaged course "
+        f"(expected {BUNDLE_DIR / COURSE_FILE}).",
+        tip="Open the notebook inside the course folder (the one holding course.yml), or set DEEPGRADE_COURSE to "
+            "that folder (in a notebook: %env DEEPGRADE_COURSE=/path/to/course); or reinstall deepgrade, which "
+            "packages the course.",
     )
 
 
@@ -121,7 +142,7 @@ def _check_files(loaded: LoadedCourse) -> None:
         for key, rel in files.items():
             if not (loaded.root / rel).is_file():
                 raise ConfigError(
-                    f"{loaded.path}: exercises.{name}.{key}: expected an existing file. Received: {rel!r} "
+                    f"{loaded.where}: exercises.{name}.{key}: expected an existing file. Received: {rel!r} "
                     f"(looked in {loaded.root}).",
                     tip="Paths in course.yml are relative to the folder holding it.",
                 )
@@ -130,12 +151,12 @@ def _check_files(loaded: LoadedCourse) -> None:
         for b, spec in ex.baselines.items():
             unknown = [c for c in spec.fails if c not in ex.checks]
             if unknown:
-                raise ConfigError(f"{loaded.path}: exercises.{name}.baselines.{b}.fails: expected checks of "
+                raise ConfigError(f"{loaded.where}: exercises.{name}.baselines.{b}.fails: expected checks of "
                                   f"{name} ({', '.join(ex.checks)}). Received: {unknown}.")
 
 
 def _check_transfer(loaded: LoadedCourse, name: str, transfer: Transfer) -> None:
-    where = f"{loaded.path}: exercises.{name}.transfer"
+    where = f"{loaded.where}: exercises.{name}.transfer"
     groups = {"classes": transfer.classes}
     if transfer.pretrain:
         groups["pretrain.source_classes"] = transfer.pretrain.source_classes

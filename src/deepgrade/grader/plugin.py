@@ -30,10 +30,12 @@ import pytest
 
 from ..errors import DeepgradeError, GraderError, StudentCodeError, first_line
 from ..protocol import CheckResult, Submission, parse_options
+from .progress import emit
 from .run import RUN, GradingRun, check_name
 
 MESSAGE = pytest.StashKey[str]()
 RESULT = pytest.StashKey[CheckResult]()
+TRAINING_FIXTURES = {"train", "training"}  # a test that uses one trains the model: its result depends on the seed
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -77,6 +79,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if problem:
         run.problem = problem
         raise pytest.UsageError(problem)
+    run.trains = {check_name(item.name) for item in items if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    if not run.train:  # structural checks only (a notebook's first check cells): the training ones wait
+        run.environment["deferred"] = [name for name in run.checks if name in run.trains]
+        run.checks = [name for name in run.checks if name not in run.trains]
     wanted = {f"test_{name}" for name in run.checks}
     keep = [item for item in items if item.name in wanted]
     dropped = [item for item in items if item.name not in wanted]
@@ -120,6 +126,7 @@ def models(submission: Submission):
 
     def get(entry: str):
         if entry not in cache:
+            emit("load")
             try:
                 cache[entry] = load_model(submission.model(entry))
             except DeepgradeError as exc:
@@ -179,7 +186,7 @@ def train(grading: GradingRun, task):
 
 
 @pytest.fixture(scope="session")
-def training(model, grading: GradingRun, train, fit_options, request: pytest.FixtureRequest):
+def training(model, grading: GradingRun, train, fit_options, task, request: pytest.FixtureRequest):
     prepare = None
     if grading.exercise.transfer is not None:
         from .checks.transfer import find_base, restore
@@ -199,7 +206,18 @@ def training(model, grading: GradingRun, train, fit_options, request: pytest.Fix
     if result.validation_size:
         grading.environment["validation_size"] = result.validation_size
     grading.record(test_accuracy=result.test_accuracy, train_accuracy=result.train_accuracy, gap=result.gap)
+    grading.curves = curves_of(result, task)
     return result
+
+
+def curves_of(result, task):
+    """The feedback's plots, as numbers: the run's per-epoch metrics and its test-set confusion matrix."""
+    from ..protocol import Curves
+    from .data import CLASS_NAMES
+
+    return Curves(history={k: [None if v != v else round(v, 6) for v in values] for k, values in result.history.items()},
+                  confusion=result.confusion.tolist(), classes=[CLASS_NAMES[c] for c in task.classes],
+                  validation=result.monitored_on)
 
 
 @pytest.fixture
@@ -225,6 +243,11 @@ def _message(exc: BaseException) -> tuple[str, bool]:
         return text or "assertion failed", False
     if isinstance(exc, pytest.skip.Exception):
         return f"not run: {exc.msg}", False
+    from ..habits import MODEL_HABITS, hint_for
+
+    hint = hint_for(exc, only=MODEL_HABITS)
+    if hint:  # the student's model failed in Keras (a Keras 2 habit), not the grader
+        return f"This check could not run on your model ({type(exc).__name__}: {first_line(exc)}). {hint}", False
     return (f"The grader failed on this check ({type(exc).__name__}: {first_line(exc)}); "
             "this is not a problem with your work: tell your instructor."), True
 
@@ -237,14 +260,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if run is None or run.exercise is None or name not in run.exercise.checks or name in run.results:
         return report
     points = run.exercise.checks[name].points
+    trains = name in run.trains
     if report.when == "call" and report.passed:
-        run.results[name] = CheckResult(name=name, passed=True, points=points, max_points=points,
-                                        message=item.stash.get(MESSAGE, "passed"))
+        message = item.stash.get(MESSAGE, "passed")
+        run.results[name] = CheckResult(name=name, passed=True, points=points, max_points=points, message=str(message),
+                                        trains=trains, layers=getattr(message, "layers", []))
     elif report.failed or report.skipped:
         message, grader_fault = _message(call.excinfo.value) if call.excinfo else ("failed", False)
         if grader_fault:
             run.environment.setdefault("grader_errors", []).append(name)
-        run.results[name] = CheckResult(name=name, passed=False, points=0.0, max_points=points, message=message)
+        layers = getattr(call.excinfo.value, "layers", []) if call.excinfo else []
+        run.results[name] = CheckResult(name=name, passed=False, points=0.0, max_points=points, message=message,
+                                        trains=trains, layers=layers)
     return report
 
 

@@ -46,8 +46,11 @@ class GradingRun:
 
     def __init__(self, course: LoadedCourse | None, exercise: str | None, submission: Submission | None = None, *,
                  notebook: Path | None = None, entry: str | None = None, profile: str | None = None,
-                 seed: int | None = None, only: list[str] | None = None):
+                 seed: int | None = None, only: list[str] | None = None, train: bool = True):
         self.course, self.exercise_name = course, exercise
+        self.train = train  # False: the checks that train are left out (listed in environment.deferred)
+        self.trains: set[str] = set()  # the checks whose tests train the model (their results depend on the seed)
+        self.curves = None  # the training run's curves and confusion matrix, for the feedback
         self._submission, self.notebook = submission, notebook
         self._entry, self._profile_name, self._only = entry, profile, only
         self.seed: int = seed if seed is not None else secrets.randbelow(2**31)
@@ -146,7 +149,7 @@ class GradingRun:
         self.environment.update(seed=self.seed, grade_seconds=round(time.time() - self.started, 2))
         checks = [self.results[name] for name in self.checks if name in self.results]
         return Report(exercise=self.exercise_name, profile=self.profile_name, checks=checks,
-                      environment=self.environment)
+                      environment=self.environment, training=self.curves)
 
     # -- the in-process pytest session ------------------------------------------------
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -248,7 +251,7 @@ def _import_keras():
 
 
 def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profile: str | None = None,
-          seed: int | None = None, only: list[str] | None = None) -> Report:
+          seed: int | None = None, only: list[str] | None = None, train: bool = True) -> Report:
     """Grade a built ``submission`` for ``exercise``: every check (or those in ``only``), in this process.
 
     ``seed`` defaults to a fresh random one and ``profile`` to the device's; both are recorded in the report.
@@ -257,12 +260,12 @@ def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profil
     """
     keras = _import_keras()
     keras.backend.clear_session()  # nothing of the previous grade in this process carries over
-    return GradingRun(course, exercise, submission, profile=profile, seed=seed, only=only).execute()
+    return GradingRun(course, exercise, submission, profile=profile, seed=seed, only=only, train=train).execute()
 
 
 def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profile: str | None = None,
                    seed: int | None = None, only: list[str] | None = None, others: bool = False,
-                   allow_unisolated: bool | None = None, worker=None, warm=None) -> Report:
+                   allow_unisolated: bool | None = None, worker=None, warm=None, on_progress=None) -> Report:
     """Run ``notebook`` in the student's jail, then grade what it built in the grader's jail.
 
     ``others``: the notebook is someone else's (nbgrader, a class): where no jail can be made, refuse with
@@ -271,7 +274,9 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
     ``worker``: a started :class:`~.worker.GraderWorker` to grade with (a batch keeps one warm); by default
     one is started for this grade, at once, so that it warms up while the notebook runs. ``warm``: a student
     jail already started for this exercise (:class:`deepgrade.sandbox.WarmStudent`), used once.
+    ``on_progress(Progress)``: told of each stage (the sandbox, then the grader's own: load, each epoch, ...).
     """
+    from ..protocol import Progress
     from .isolated import isolation_for
     from .worker import GraderWorker
 
@@ -280,8 +285,10 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
     worker = (worker or GraderWorker(course, jailed=isolation.ok)).start()
     try:
         with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
+            if on_progress is not None:
+                on_progress(Progress(stage="sandbox"))
             submission = build_submission(course, exercise, notebook, Path(tmp), warm)
-            return worker.grade(exercise, submission, profile=profile, seed=seed, only=only)
+            return worker.grade(exercise, submission, profile=profile, seed=seed, only=only, on_progress=on_progress)
     finally:  # environment.isolation: from the submission, which the student's jail marked
         if own:
             worker.close()
@@ -292,7 +299,8 @@ def grade_request(request: GradeRequest) -> Report:
     course = load_course(request.course)
     entry = request.entry or course.exercise(request.exercise).entry
     submission = request.submission or Submission.of_model(entry, request.model, request.options)
-    return grade(course, request.exercise, submission, profile=request.profile, seed=request.seed, only=request.only)
+    return grade(course, request.exercise, submission, profile=request.profile, seed=request.seed, only=request.only,
+                 train=request.train)
 
 
 def outcome(request: GradeRequest) -> tuple[str, str, int]:
@@ -301,7 +309,7 @@ def outcome(request: GradeRequest) -> tuple[str, str, int]:
     from ..protocol import files
 
     try:
-        return files.REPORT, json.dumps(grade_request(request).to_dict()), 0
+        return files.REPORT, json.dumps(grade_request(request).dump()), 0
     except Exception as exc:  # noqa: BLE001 - whatever happens is said in the error, never lost
         return files.ERROR, *error_text(exc)
 

@@ -10,7 +10,8 @@ after each grade (``kill(-1)``: a ``setsid()`` survivor included).
 
 In on stdin, from the trusted worker: frames ``models/<file>`` then :data:`files.GRADE_REQUEST` (a
 :class:`GradeRequest` whose model paths are those frame names). Out on ``$DEEPGRADE_RESULT_FD``: ``ready``,
-then per request :data:`files.REPORT` or :data:`files.ERROR` (JSON), nothing else.
+then per request any number of :data:`files.PROGRESS` frames and one :data:`files.REPORT` or
+:data:`files.ERROR` (JSON), nothing else.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 READY = "ready"
 PR_SET_DUMPABLE = 4
 MAX_REPORT = 1 << 20  # a report is a few KB; more is not read
+MAX_PROGRESS = 10_000  # progress lines forwarded per grade (one per epoch and stage)
 
 
 BUFFER = bytearray(1 << 20)  # every model byte passes through this one buffer, zeroed after each grade
@@ -84,25 +86,58 @@ def _warm(course_root: str) -> dict:
 
 def _grade_in_child(request, out_fd: int) -> None:
     """The forked child: grade, write the report (or the error) to ``out_fd``, exit. Never returns."""
+    from . import progress
     from .run import outcome
 
     code = 1
     try:  # not dumpable, as its parent: nothing it starts can ptrace it or read its memory or descriptors
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        name, text, code = outcome(request)
-        with open(out_fd, "wb") as pipe:
-            pipe.write(json.dumps({"name": name, "text": text}).encode())
+        with open(out_fd, "wb", buffering=0) as pipe:
+            progress.sink = lambda said: pipe.write(json.dumps({"progress": said.model_dump()}).encode() + b"\n")
+            name, text, code = outcome(request)
+            progress.sink = None
+            pipe.write(json.dumps({"name": name, "text": text}).encode() + b"\n")
     finally:
         os._exit(code)
 
 
-def _collect(pid: int, fd: int, jailed: bool) -> tuple[bytearray, int]:
-    """Read the child's answer while it runs. The moment it has ended, kill whatever it left behind (always,
-    however its pipe ended); then stop at the pipe's end, or 5 s later if something the sweep cannot reach still
-    holds it. A child that closed its pipe early is waited for 30 s at most. (data, wait status)"""
-    data = bytearray(MAX_REPORT)
-    got, status, closed, give_up = 0, None, False, None
+class _Lines:
+    """The child's output, line by line: progress lines go on at once (``forward``, at most MAX_PROGRESS of
+    them, each under 4 KB); the rest is its answer, kept up to MAX_REPORT bytes."""
+
+    def __init__(self, forward):
+        self.forward, self.pending, self.answer, self.sent = forward, bytearray(), bytearray(), 0
+
+    def feed(self, chunk: bytes) -> None:
+        self.pending += chunk
+        while (end := self.pending.find(b"\n")) >= 0:
+            self._line(bytes(self.pending[:end]))
+            del self.pending[:end + 1]
+        if len(self.pending) > MAX_REPORT:
+            del self.pending[MAX_REPORT:]
+
+    def _line(self, line: bytes) -> None:
+        if line.startswith(b'{"progress"'):
+            if len(line) < 4096 and self.sent < MAX_PROGRESS:
+                self.sent += 1
+                self.forward(line[len(b'{"progress": '):-1])
+        elif len(self.answer) + len(line) <= MAX_REPORT:
+            self.answer += line
+
+    def end(self) -> bytearray:
+        self._line(bytes(self.pending))
+        self.pending[:] = bytes(len(self.pending))
+        return self.answer
+
+
+def _collect(pid: int, fd: int, jailed: bool, forward=lambda line: None) -> tuple[bytearray, int]:
+    """Read the child's answer while it runs (its progress lines go on at once, through ``forward``). The
+    moment it has ended, kill whatever it left behind (always, however its pipe ended); then stop at the pipe's
+    end, or 5 s later if something the sweep cannot reach still holds it. A child that closed its pipe early is
+    waited for 30 s at most. (data, wait status)"""
+    lines = _Lines(forward)
+    status, closed, give_up = None, False, None
     while True:
         if status is None:
             done, status_now = os.waitpid(pid, os.WNOHANG)
@@ -117,19 +152,18 @@ def _collect(pid: int, fd: int, jailed: bool) -> tuple[bytearray, int]:
             time.sleep(0.01)
             continue
         if select.select([fd], [], [], 0.05)[0]:
-            n = os.readv(fd, [memoryview(data)[got:]]) if got < MAX_REPORT else len(os.read(fd, 1 << 16))
-            if n == 0:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
                 closed = True
                 give_up = give_up or time.monotonic() + 30
-            elif got < MAX_REPORT:
-                got += n
+            else:
+                lines.feed(chunk)
     os.close(fd)
     if status is None:
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         _sweep(pid, jailed)
-    del data[got:]
-    return data, status
+    return lines.end(), status
 
 
 def _sweep(pid: int, jailed: bool) -> None:
@@ -155,6 +189,8 @@ def _sweep(pid: int, jailed: bool) -> None:
 
 
 def _grade(request, out_fd: int, jailed: bool, folder: Path) -> tuple[str, bytes]:
+    from ..protocol import files
+
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -165,7 +201,7 @@ def _grade(request, out_fd: int, jailed: bool, folder: Path) -> tuple[str, bytes
             os.setpgid(0, 0)
         _grade_in_child(request, write_fd)
     os.close(write_fd)
-    data, status = _collect(pid, read_fd, jailed)
+    data, status = _collect(pid, read_fd, jailed, lambda line: _send(out_fd, files.PROGRESS, line))
     try:
         answer = json.loads(data)
         name, text = answer["name"], answer["text"]
@@ -176,7 +212,6 @@ def _grade(request, out_fd: int, jailed: bool, folder: Path) -> tuple[str, bytes
         how = (f"was killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"exited with code {os.WEXITSTATUS(status)}")
         from ..errors import GraderError
-        from ..protocol import files
         from .run import error_text
 
         text, _ = error_text(GraderError(f"The grading process {how} before it sent a grade: the model file crashed "

@@ -51,6 +51,9 @@ class Training:
     validation_size: int = 0
     warmup_epochs: int = 0  # of ``epochs``, those that trained the head with the base frozen
     model: Any = field(default=None, repr=False, compare=False)  # the trained copy
+    history: dict = field(default_factory=dict, repr=False, compare=False)  # per epoch: loss, accuracy, val_*
+    confusion: Any = field(default=None, repr=False, compare=False)  # test set: true class x predicted class
+    monitored_on: str = ""  # what the val_* curves were measured on
 
     @property
     def gap(self) -> float:
@@ -121,13 +124,23 @@ def _wants_one_hot(model) -> bool:
     return "categorical" in name and "sparse" not in name
 
 
-def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
-    """Fraction of ``x`` whose highest-scoring class is ``y``, computed here, never read from logs."""
+def predicted_classes(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """The highest-scoring class of each image in ``x``, computed here, never read from logs."""
     from keras import ops
 
     scores = model.predict(x, batch_size=batch_size, verbose=0)
-    predicted = ops.convert_to_numpy(ops.argmax(scores, axis=-1))
-    return float(np.mean(predicted == y))
+    return ops.convert_to_numpy(ops.argmax(scores, axis=-1))
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` whose highest-scoring class is ``y``."""
+    return float(np.mean(predicted_classes(model, x, batch_size) == y))
+
+
+def confusion_matrix(y: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class); predictions outside 0..classes-1 are dropped."""
+    ok = (predicted >= 0) & (predicted < classes)
+    return np.bincount(y[ok] * classes + predicted[ok], minlength=classes * classes).reshape(classes, classes)
 
 
 def seed_everything(seed: int) -> None:
@@ -140,34 +153,57 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def training_data(profile: Profile, seed: int, task: Task = Task()):
-    """The seeded training subset and the test set, both restricted to the task's classes (relabelled)."""
+MONITOR_SIZE = 2000  # images the validation curves of the feedback are measured on
+
+
+def training_data(profile: Profile, seed: int, task: Task = Task(), *, monitor: bool = False):
+    """The seeded training subset and the test set, both restricted to the task's classes (relabelled).
+
+    ``monitor``: also a sample of up to :data:`MONITOR_SIZE` images to draw the validation curves on (training
+    images the subset left out, else test images; never used to grade) and what it is, as a 7-tuple.
+    """
     from . import data
 
     train, test = data.load()
     rng = np.random.default_rng(seed)
+    relabel = np.full(NUM_CLASSES, -1, "int64")
+    relabel[list(task.classes)] = np.arange(task.num_classes)
     if task.images_per_class is None and task.classes == Task().classes:
         size = profile.train_size or len(train)
         index = np.sort(rng.permutation(len(train))[:size])
-        return train.x[index], train.y[index], test.x, test.y
-    per_class = task.images_per_class or len(train)
-    index = np.sort(np.concatenate([rng.permutation(np.flatnonzero(train.y == c))[:per_class] for c in task.classes]))
-    relabel = np.full(NUM_CLASSES, -1, "int64")
-    relabel[list(task.classes)] = np.arange(task.num_classes)
+    else:
+        per_class = task.images_per_class or len(train)
+        index = np.sort(np.concatenate([rng.permutation(np.flatnonzero(train.y == c))[:per_class]
+                                        for c in task.classes]))
     in_test = np.isin(test.y, task.classes)
-    return train.x[index], relabel[train.y[index]], test.x[in_test], relabel[test.y[in_test]]
+    x, y, x_test, y_test = train.x[index], relabel[train.y[index]], test.x[in_test], relabel[test.y[in_test]]
+    if not monitor:
+        return x, y, x_test, y_test
+    left = np.setdiff1d(np.flatnonzero(np.isin(train.y, task.classes)), index)
+    pick = np.random.default_rng(seed + 2)
+    if len(left):
+        chosen = np.sort(pick.permutation(left)[:MONITOR_SIZE])
+        x_mon, y_mon, said = train.x[chosen], relabel[train.y[chosen]], "training images the grader did not train on"
+    else:
+        chosen = np.sort(pick.permutation(len(x_test))[:MONITOR_SIZE])
+        x_mon, y_mon, said = x_test[chosen], y_test[chosen], "test images (the whole training set was used)"
+    return x, y, x_test, y_test, x_mon, y_mon, f"{len(chosen):,} {said}"
 
 
 def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *, task: Task = Task(),
-                       options: FitOptions | None = None, prepare=None, warmup: Warmup | None = None) -> Training:
+                       options: FitOptions | None = None, prepare=None, warmup: Warmup | None = None,
+                       what: str = "") -> Training:
     """Train a fresh copy of ``model`` under ``profile`` with ``seed``; measure accuracy on the test set.
 
     With ``warmup``, the profile's first ``warmup.epochs`` epochs train the head with the base frozen (see Warmup).
+    ``what`` names this training in the progress it reports (a check that trains twice tells them apart).
     """
     import keras
 
+    from .progress import emit, epochs_callback
+
     seed_everything(seed)
-    x, y, x_test, y_test = training_data(profile, seed, task)
+    x, y, x_test, y_test, x_mon, y_mon, monitored_on = training_data(profile, seed, task, monitor=True)
     options = options or FitOptions()
     x_val = y_val = None
     if options.validation_split:
@@ -175,6 +211,7 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         n_val = max(1, int(round(len(x) * options.validation_split)))
         val, keep = np.sort(held[:n_val]), np.sort(held[n_val:])
         x, y, x_val, y_val = x[keep], y[keep], x[val], y[val]
+        x_mon, y_mon, monitored_on = x_val, y_val, f"the {len(val):,} images fit_options() held out for validation"
     callbacks = [keras.callbacks.EarlyStopping(**options.early_stopping.model_dump())] if options.early_stopping else []
 
     fresh, compiled_by = _fresh_copy(model, defaults, prepare)
@@ -184,19 +221,23 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
 
     warm = min(warmup.epochs, profile.epochs - 1) if warmup is not None else 0
     frozen = warmup.frozen(fresh) if warm > 0 else None  # a missing base is the student's, said by find_base
+    curves: dict[str, list] = {}
     start = time.monotonic()
     try:
         if frozen is not None:
             flags = [(layer, layer.trainable) for layer in _with_sublayers(frozen)]
             frozen.trainable = False
             _compile_defaults(fresh, defaults)
-            fresh.fit(x, targets(y), epochs=warm, batch_size=profile.batch_size, shuffle=True, verbose=0)
+            first = fresh.fit(x, targets(y), epochs=warm, batch_size=profile.batch_size, shuffle=True, verbose=0,
+                              validation_data=(x_mon, targets(y_mon)),
+                              callbacks=[epochs_callback(profile.epochs, what=what)])
+            _extend(curves, first.history)
             for layer, flag in flags:  # outermost first: setting it re-sets its sublayers, restored after it
                 layer.trainable = flag
             _compile_like(fresh, model, defaults)
         history = fresh.fit(x, targets(y), epochs=profile.epochs - warm, batch_size=profile.batch_size, shuffle=True,
-                            verbose=0, callbacks=callbacks,
-                            validation_data=(x_val, targets(y_val)) if x_val is not None else None)
+                            verbose=0, callbacks=[*callbacks, epochs_callback(profile.epochs, warm, what)],
+                            validation_data=(x_mon, targets(y_mon)))
     except Exception as exc:  # noqa: BLE001 - a student's compile settings can make fit fail
         raise StudentCodeError(
             f"Training failed with the model's compile settings ({type(exc).__name__}: {first_line(exc)}). "
@@ -204,13 +245,17 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
             "uncompiled to use the course defaults."
         ) from None
     seconds = time.monotonic() - start
+    _extend(curves, history.history)
     if options.early_stopping and options.early_stopping.monitor not in history.history:
         raise StudentCodeError(
             f"Early stopping monitors {options.early_stopping.monitor!r}, which training did not report: expected "
-            f"one of {sorted(history.history)}. Monitor 'val_loss', or compile with metrics=['accuracy'].")
+            f"one of {sorted(history.history)}. "
+            "Monitor 'val_loss', or compile with metrics=['accuracy'].")
     losses = history.history.get("loss", [float("nan")])
+    emit("evaluate", what=what)
     start = time.monotonic()
-    test_accuracy, train_accuracy = accuracy(fresh, x_test, y_test), accuracy(fresh, x, y)
+    predicted = predicted_classes(fresh, x_test)
+    test_accuracy, train_accuracy = float(np.mean(predicted == y_test)), accuracy(fresh, x, y)
     return Training(
         test_accuracy=test_accuracy,
         train_accuracy=train_accuracy,
@@ -224,4 +269,13 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         validation_size=0 if x_val is None else len(x_val),
         warmup_epochs=warm,
         model=fresh,
+        history=curves,
+        confusion=confusion_matrix(y_test, predicted, task.num_classes),
+        monitored_on=monitored_on,
     )
+
+
+def _extend(curves: dict[str, list], history: dict) -> None:
+    """Append one fit's per-epoch metrics to ``curves`` (a warm-up's, then the rest's)."""
+    for key, values in history.items():
+        curves.setdefault(key, []).extend(float(v) for v in values)

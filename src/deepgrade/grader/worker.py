@@ -132,8 +132,13 @@ class GraderWorker:
 
     # -- grading -----------------------------------------------------------------------
     def grade(self, exercise: str, submission: Submission, *, profile: str | None = None,
-              seed: int | None = None, only: list[str] | None = None) -> Report:
-        """The trusted grader's report on ``submission`` (its model files are read here and sent as bytes)."""
+              seed: int | None = None, only: list[str] | None = None, train: bool = True,
+              on_progress=None) -> Report:
+        """The trusted grader's report on ``submission`` (its model files are read here and sent as bytes).
+
+        ``train=False``: only the checks that do not train (the others are listed in ``environment.deferred``).
+        ``on_progress(Progress)`` is called, in this thread, as the grade goes on (loading, each epoch, ...).
+        """
         with self._lock:
             if self._server is not None and (not self._server.alive() or self._graded >= self.recycle_after):
                 self.close()
@@ -147,11 +152,11 @@ class GraderWorker:
                     frames.append(files.frame(name, Path(path).read_bytes()))
                     models[entry] = Path(name)
                 request = GradeRequest(course=self.course.root, exercise=exercise, profile=profile, seed=seed,
-                                       only=only, submission=submission.model_copy(update={"models": models, "log": ""}))
+                                       only=only, train=train, submission=submission.model_copy(update={"models": models, "log": ""}))
                 frames.append(files.frame(files.GRADE_REQUEST, request.model_dump_json().encode()))
                 if not server.send(b"".join(frames)):
                     raise self._died(exercise, "stopped reading")
-                answer = self._answer(server, exercise, limits.time_limit_s)
+                answer = self._answer(server, exercise, limits.time_limit_s, on_progress)
             except BaseException:
                 self.close()  # a server in an unknown state is never reused
                 raise
@@ -173,11 +178,23 @@ class GraderWorker:
         self.warmup_seconds = json.loads(got[1]).get("seconds")
         self._ready = True
 
-    def _answer(self, server, exercise: str, timeout: float) -> Report:
-        try:
-            got = server.receive(timeout)
-        except TimeoutError:
-            raise GraderError(f"The grader ran over its time limit of {timeout:g} s on {exercise!r}.") from None
+    def _answer(self, server, exercise: str, timeout: float, on_progress=None) -> Report:
+        from ..protocol import Progress
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                got = server.receive(max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise GraderError(f"The grader ran over its time limit of {timeout:g} s on {exercise!r}.") from None
+            if got is None or got[0] != files.PROGRESS:
+                break
+            if on_progress is not None:
+                try:
+                    said = Progress.model_validate_json(got[1])
+                except ValueError:
+                    continue  # progress is information only
+                on_progress(said)
         if got is None or got[0] not in (files.REPORT, files.ERROR):
             raise self._died(exercise, "ended without sending a grade")
         name, data = got[0], got[1]

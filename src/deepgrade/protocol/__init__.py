@@ -8,11 +8,12 @@ from . import files
 from .child import ChildRequest, ChildResult, Outcome
 from .modelfile import inspect_archive, refuse_unsafe
 from .options import EarlyStopping, FitOptions, parse_options
-from .report import CheckResult, Report
+from .progress import Progress
+from .report import CheckResult, Curves, LayerRow, Report
 from .request import GradeRequest
 from .submission import Submission
 
 __all__ = [
-    "CheckResult", "ChildRequest", "ChildResult", "EarlyStopping", "FitOptions", "GradeRequest", "Outcome", "Report", "Submission",
+    "CheckResult", "ChildRequest", "Curves", "LayerRow", "ChildResult", "EarlyStopping", "FitOptions", "GradeRequest", "Outcome", "Progress", "Report", "Submission",
     "files", "inspect_archive", "parse_options", "refuse_unsafe",
 ]

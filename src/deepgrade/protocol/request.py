@@ -24,6 +24,7 @@ class GradeRequest(BaseModel):
     profile: Literal["smoke", "full"] | None = None
     seed: int | None = None
     only: list[str] | None = None             # check names; None: every check
+    train: bool = True                        # False: only the checks that do not train (a notebook's first cells)
 
     @model_validator(mode="after")
     def _one_input(self) -> "GradeRequest":

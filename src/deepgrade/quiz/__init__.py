@@ -7,10 +7,19 @@
   (:mod:`.widgets`, ``show``) and an nbgrader assignment (:mod:`.nbgrader`).
 """
 
-from .bank import Bank, Quiz, available, load_bank, make_quiz, student_seed
+from .bank import PLACEHOLDER_IDS, Bank, Quiz, available, check_student, load_bank, make_quiz, student_seed
 from .html import render_html, write_html
-from .nbgrader import NBGRADER_VARIANT, answer_check, assignment_name, source_notebook, write_source
-from .questions import GENERATORS, AnswerFormatError, Result, Variant, grade, parse
+from .nbgrader import (
+    NBGRADER_VARIANT,
+    WrongAnswer,
+    answer_check,
+    answer_format,
+    assignment_name,
+    expected_formats,
+    source_notebook,
+    write_source,
+)
+from .questions import FREE, GENERATORS, AnswerFormatError, Result, Variant, answer_dims, grade, parse
 from .terminal import run as run_in_terminal
 
 
@@ -22,7 +31,8 @@ def show(name: str, student: str, course=None):
 
 
 __all__ = [
-    "GENERATORS", "NBGRADER_VARIANT", "AnswerFormatError", "Bank", "Quiz", "Result", "Variant", "answer_check",
-    "assignment_name", "available", "grade", "load_bank", "make_quiz", "parse", "render_html", "run_in_terminal",
-    "show", "source_notebook", "student_seed", "write_html", "write_source",
+    "FREE", "GENERATORS", "NBGRADER_VARIANT", "PLACEHOLDER_IDS", "AnswerFormatError", "Bank", "Quiz", "Result",
+    "Variant", "WrongAnswer", "answer_check", "answer_dims", "answer_format", "assignment_name", "available",
+    "check_student", "expected_formats", "grade", "load_bank", "make_quiz", "parse", "render_html",
+    "run_in_terminal", "show", "source_notebook", "student_seed", "write_html", "write_source",
 ]

@@ -21,6 +21,8 @@ from ..errors import ConfigError, did_you_mean, validation_problems
 from .questions import GENERATORS, Variant
 
 QUIZ_DIR = "quizzes"
+# What the self-check notebook and the docs show in place of an id: nobody's id, so a quiz never starts with it.
+PLACEHOLDER_IDS = frozenset({"your-id", "id"})
 
 
 class _Strict(BaseModel):
@@ -149,9 +151,22 @@ def student_seed(quiz: str, student: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{quiz}\0{student.strip()}".encode()).digest()[:8], "big")
 
 
+def check_student(student: str | None, *, fix: str = "Give your own id, then start the quiz again.") -> str:
+    """The student id, stripped; a ConfigError (what is expected, what was given, ``fix``) when it is empty or still
+    a placeholder such as ``your-id``."""
+    text = student.strip() if isinstance(student, str) else ""
+    expected = ("Expected your own student id (e.g. your e-mail address or matriculation number): it picks your "
+                "variant of the quiz.")
+    if not text:
+        received = "nothing" if not isinstance(student, str) or not student else f"only blanks ({student!r})"
+        raise ConfigError(f"{expected} Received: {received}.", tip=fix)
+    if text.lower() in PLACEHOLDER_IDS:
+        raise ConfigError(f"{expected} Received: {text!r}, the placeholder.", tip=fix)
+    return text
+
+
 def make_quiz(bank: Bank, student: str) -> Quiz:
-    if not student or not student.strip():
-        raise ConfigError("Expected a student id (e.g. your e-mail or matriculation number). Received: nothing.")
+    student = check_student(student)
     seed = student_seed(bank.name, student)
     rng = np.random.default_rng(seed)
     variants: list[Variant] = []
@@ -167,4 +182,4 @@ def make_quiz(bank: Bank, student: str) -> Quiz:
             variants.append(Variant(
                 id=f"{q.id}-{n + 1}" if q.count > 1 else q.id, points=q.points,
                 params={"generator": q.generator, **made.pop("params")}, **made))
-    return Quiz(bank.name, bank.title, student.strip(), seed, tuple(variants))
+    return Quiz(bank.name, bank.title, student, seed, tuple(variants))

@@ -23,7 +23,20 @@ KINDS = ("int", "float", "matrix", "shape", "choice")
 
 
 class AnswerFormatError(ValueError):
-    """The answer could not be read; it costs no attempt."""
+    """The answer could not be read (bad text, or the wrong count of numbers); it costs no attempt."""
+
+
+FREE = "This attempt is free; answer again."  # what every delivery adds to a format error
+
+
+def answer_dims(kind: str, answer: Any) -> tuple[int, ...]:
+    """How many numbers a well-formed answer has: ``(n,)`` for a shape of n numbers, ``(rows, columns)`` for a
+    matrix, ``()`` for the other kinds or when the answer is not known. Not secret: the prompt implies it."""
+    if kind == "shape" and isinstance(answer, (list, tuple)) and answer:
+        return (len(answer),)
+    if kind == "matrix" and isinstance(answer, (list, tuple)) and answer and isinstance(answer[0], (list, tuple)):
+        return (len(answer), len(answer[0]))
+    return ()
 
 
 @dataclass(frozen=True)
@@ -39,11 +52,15 @@ class Variant:
     tolerance: float = 0.0
     points: float = 1.0
 
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return answer_dims(self.kind, self.answer)
+
     def to_dict(self) -> dict:
         return {
             "id": self.id, "kind": self.kind, "prompt": self.prompt, "answer": self.answer,
             "choices": list(self.choices), "tolerance": self.tolerance, "points": self.points,
-            "hint": self.hint, "explanation": self.explanation, "params": self.params,
+            "hint": self.hint, "explanation": self.explanation, "params": self.params, "dims": list(self.dims),
         }
 
 
@@ -54,26 +71,95 @@ class Result:
     feedback: str
 
 
+# -- what a well-formed answer looks like (from the kind and the count only, never the answer's values) --------
+
+_SHAPE_EXAMPLES = {1: (10,), 2: (28, 28), 3: (28, 28, 1), 4: (32, 28, 28, 1)}
+
+
+def shape_example(n: int) -> tuple[int, ...]:
+    """An example shape of ``n`` numbers, the same whatever the answer (so it tells nothing about it)."""
+    return _SHAPE_EXAMPLES.get(n, (2,) * n)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def example_matrix(rows: int, columns: int) -> list[list[int]]:
+    """1 2; 3 4 for 2x2: an example of the size, the same whatever the answer."""
+    return [[r * columns + c + 1 for c in range(columns)] for r in range(rows)]
+
+
+def answer_form(kind: str, dims: tuple[int, ...] = (), choices: int = 0) -> str:
+    """What follows "Expected" when the text cannot be read at all, e.g. 'a whole number, e.g. 42'."""
+    dims = tuple(dims)
+    if kind == "int":
+        return "a whole number, e.g. 42"
+    if kind == "float":
+        return "a number, e.g. 0.5"
+    if kind == "choice":
+        return f"one of 1-{choices} or the text of a choice"
+    if kind == "shape":
+        if not dims:
+            return "a shape such as (5, 5, 3) or 5x5x3"
+        ex = shape_example(dims[0])
+        return (f"a shape such as ({', '.join(map(str, ex))}{',' if len(ex) == 1 else ''}) or "
+                f"{'x'.join(map(str, ex))}: {_plural(dims[0], 'whole number')}")
+    if kind == "matrix":
+        if not dims:
+            return "a matrix: rows separated by ';', e.g. '1 2; 3 4', or [[1, 2], [3, 4]]"
+        ex = example_matrix(*dims)
+        return (f"a {dims[0]}x{dims[1]} matrix: rows separated by ';', e.g. "
+                f"'{'; '.join(' '.join(map(str, row)) for row in ex)}', or {ex}")
+    raise ValueError(f"unknown kind {kind!r}")
+
+
+def answer_count(kind: str, dims: tuple[int, ...]) -> str:
+    """What follows "Expected" when the text is read but has the wrong count of numbers ('' if no count)."""
+    dims = tuple(dims)
+    if kind == "shape" and dims:
+        ex = shape_example(dims[0])
+        return f"{_plural(dims[0], 'number')} (a {dims[0]}-D shape, e.g. {' '.join(map(str, ex))})"
+    if kind == "matrix" and dims:
+        ex = example_matrix(*dims)
+        return (f"a {dims[0]}x{dims[1]} matrix ({_plural(dims[0], 'row')} of {_plural(dims[1], 'number')}, "
+                f"e.g. {'; '.join(' '.join(map(str, row)) for row in ex)})")
+    return ""
+
+
+def _num_text(x: float) -> str:
+    """A number as the student would write it (the page's JavaScript writes it the same way)."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 # -- parse ------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$")  # ASCII digits, as in the page
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _is_number(text: str) -> bool:
+    return bool(_NUMBER.match(text)) and math.isfinite(float(text))
 
 
 def _number(text: str, *, integer: bool) -> int | float:
     text = text.strip().replace(",", "") if integer else text.strip()
-    if not _NUMBER.match(text):
-        what = "a whole number, e.g. 42" if integer else "a number, e.g. 0.5"
-        raise AnswerFormatError(f"Expected {what}. Received: {text!r}.")
+    if not _is_number(text):
+        raise AnswerFormatError(f"Expected {answer_form('int' if integer else 'float')}. Received: {text!r}.")
     value = float(text)
     if integer:
         if value != int(value):
-            raise AnswerFormatError(f"Expected a whole number, e.g. 42. Received: {text!r}.")
+            raise AnswerFormatError(f"Expected {answer_form('int')}. Received: {text!r}.")
         return int(value)
     return value
 
 
-def parse(variant: Variant, text: str) -> Any:
-    """Read the student's text as a value of the variant's kind, or raise AnswerFormatError."""
+def parse(variant: Variant, text: str, dims: tuple[int, ...] | None = None) -> Any:
+    """Read the student's text as a value of the variant's kind, or raise AnswerFormatError.
+
+    ``dims`` (default: the variant's, from its answer) is how many numbers a shape or matrix answer has: a
+    wrong count is a format error that says what was expected, never the answer's values."""
+    dims = variant.dims if dims is None else tuple(dims)
     text = str(text).strip()
     if not text:
         raise AnswerFormatError("Expected an answer. Received: nothing.")
@@ -82,35 +168,58 @@ def parse(variant: Variant, text: str) -> Any:
     if variant.kind == "float":
         return _number(text, integer=False)
     if variant.kind == "choice":
-        if text.isdigit() and 1 <= int(text) <= len(variant.choices):
+        if _DIGITS.match(text) and 1 <= int(text) <= len(variant.choices):
             return variant.choices[int(text) - 1]
         for choice in variant.choices:
             if choice.lower() == text.lower():
                 return choice
-        raise AnswerFormatError(f"Expected one of 1-{len(variant.choices)} or the text of a choice. Received: {text!r}.")
+        raise AnswerFormatError(f"Expected {answer_form('choice', choices=len(variant.choices))}. Received: {text!r}.")
     if variant.kind == "shape":
         parts = [p for p in re.split(r"[\s,x×()\[\]]+", text.lower()) if p and p != "none"]
-        if not parts or not all(p.isdigit() for p in parts):
-            raise AnswerFormatError(f"Expected a shape such as (5, 5, 3) or 5x5x3. Received: {text!r}.")
-        return tuple(int(p) for p in parts)
+        if not parts or not all(_DIGITS.match(p) for p in parts):
+            raise AnswerFormatError(f"Expected {answer_form('shape', dims)}. Received: {text!r}.")
+        value = tuple(int(p) for p in parts)
+        if dims and len(value) != dims[0]:
+            raise AnswerFormatError(f"Expected {answer_count('shape', dims)}. Received: "
+                                    f"{_plural(len(value), 'number')} ({' '.join(map(str, value))}).")
+        return value
     if variant.kind == "matrix":
-        return _matrix(text)
+        return _matrix(text, dims)
     raise ValueError(f"unknown kind {variant.kind!r}")
 
 
-def _matrix(text: str) -> list[list[float]]:
+def _finite(x: Any) -> bool:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
     try:
-        value = ast.literal_eval(text) if text.startswith("[") else [
-            [float(x) for x in row.replace(",", " ").split()] for row in re.split(r"[;\n]", text) if row.strip()]
-    except (ValueError, SyntaxError):
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+def _matrix(text: str, dims: tuple[int, ...]) -> list[list[float]]:
+    try:
+        if text.startswith("["):
+            value = ast.literal_eval(text)
+            if isinstance(value, list) and value and all(_finite(x) for x in value):
+                value = [value]  # a flat list is one row
+        else:
+            value = [row.replace(",", " ").split() for row in re.split(r"[;\n]", text) if row.strip()]
+            if not all(_is_number(x) for row in value for x in row):
+                raise ValueError("not a number")
+            value = [[float(x) for x in row] for row in value]
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         value = None
     ok = (isinstance(value, list) and value and all(isinstance(r, (list, tuple)) and r for r in value)
-          and len({len(r) for r in value}) == 1
-          and all(isinstance(x, (int, float)) and not isinstance(x, bool) for r in value for x in r))
+          and len({len(r) for r in value}) == 1 and all(_finite(x) for r in value for x in r))
     if not ok:
-        raise AnswerFormatError(
-            f"Expected a matrix: rows separated by ';', e.g. '1 2; 3 4', or [[1, 2], [3, 4]]. Received: {text!r}.")
-    return [[float(x) for x in row] for row in value]
+        raise AnswerFormatError(f"Expected {answer_form('matrix', dims)}. Received: {text!r}.")
+    rows = [[float(x) for x in row] for row in value]
+    if dims and (len(rows), len(rows[0])) != tuple(dims):
+        given = "; ".join(" ".join(_num_text(x) for x in row) for row in rows)
+        raise AnswerFormatError(f"Expected {answer_count('matrix', dims)}. Received: {_plural(len(rows), 'row')} "
+                                f"of {_plural(len(rows[0]), 'number')} ({given}).")
+    return rows
 
 
 # -- grade ------------------------------------------------------------------------------
@@ -120,6 +229,7 @@ def grade(variant: Variant, value: Any) -> Result:
     right = _equal(variant, value)
     if right:
         return Result(True, variant.points, "Correct.")
+    # parse() turns a wrong count into a format error; these two lines guard callers that grade a value directly
     if variant.kind == "matrix" and np.shape(value) != np.shape(variant.answer):
         return Result(False, 0.0, f"Not quite: the result has shape {np.shape(variant.answer)[0]}x"
                                   f"{np.shape(variant.answer)[1]}, yours is {np.shape(value)[0]}x{np.shape(value)[1]}.")

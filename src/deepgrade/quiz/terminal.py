@@ -9,13 +9,14 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from .bank import Quiz
-from .questions import AnswerFormatError, grade, parse
+from .questions import FREE, AnswerFormatError, grade, parse
 
 HINT_WORDS = {"h", "hint", "?"}
 
 
 def run(quiz: Quiz, ask: Callable[[str], str] = input, console: Console | None = None) -> float:
-    """Ask every question; a malformed answer is explained and asked again (it costs nothing)."""
+    """Ask every question; a malformed answer (or a wrong count of numbers) is explained and asked again: it
+    costs no attempt."""
     console = console or Console()
     console.print(f"[bold]{escape(quiz.title)}[/bold] quiz for {escape(quiz.student)}: "
                   f"{len(quiz.variants)} questions. Type h for a hint.")
@@ -37,7 +38,7 @@ def run(quiz: Quiz, ask: Callable[[str], str] = input, console: Console | None =
             try:
                 value = parse(variant, text)
             except AnswerFormatError as exc:
-                console.print(f"[yellow]{escape(str(exc))}[/yellow] Try again (this costs nothing).")
+                console.print(f"[yellow]{escape(str(exc))} {FREE}[/yellow]")
                 continue
             break
         result = grade(variant, value)

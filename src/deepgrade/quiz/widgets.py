@@ -12,7 +12,7 @@ from pathlib import Path
 import ipywidgets as w
 
 from .bank import Quiz, load_bank, make_quiz
-from .questions import AnswerFormatError, Variant, grade, parse
+from .questions import FREE, AnswerFormatError, Variant, grade, parse
 
 
 class QuestionBox(w.VBox):
@@ -35,7 +35,7 @@ class QuestionBox(w.VBox):
         try:
             value = parse(self.variant, self.answer.value or "")
         except AnswerFormatError as exc:
-            self.feedback.value = f"<span style='color:#8a5a00'>{html.escape(str(exc))} Try again (this costs nothing).</span>"
+            self.feedback.value = f"<span style='color:#8a5a00'>{html.escape(f'{exc} {FREE}')}</span>"
             return
         result = grade(self.variant, value)
         if self.first is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..course.notebooks import runs_in_sandbox
 from ..errors import said
+from ..habits import hint_for
 from ..protocol import ChildRequest, ChildResult, Outcome, files
 
 STARTED = time.monotonic()  # for a warm jail: how long its warm-up took (Python's start is near this)
@@ -60,7 +61,7 @@ def _call(shell, entry: str, model_out: Path, base: str | None) -> Outcome:
             model = fn()
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         ename = type(exc).__name__
-        advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else ""
+        advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else (hint_for(exc) or "")
         return Outcome(ename=ename, message=f"{entry}() raised {said(exc)}. {advice}".rstrip())
 
     import keras
@@ -77,7 +78,8 @@ def _call(shell, entry: str, model_out: Path, base: str | None) -> Outcome:
         model.save(model_out)
     except Exception as exc:  # noqa: BLE001
         return Outcome(ename=type(exc).__name__, message=f"The model {entry}() returned could not be built and "
-                                                         f"saved for 28x28x1 images ({said(exc)}).")
+                                                         f"saved for 28x28x1 images ({said(exc)}). "
+                                                         f"{hint_for(exc) or ''}".rstrip())
     return Outcome(ok=True)
 
 
@@ -91,7 +93,7 @@ def _options(shell, name: str, out: Path) -> Outcome:
     try:
         value = fn()
     except BaseException as exc:  # noqa: BLE001
-        return Outcome(ename=type(exc).__name__, message=f"{name}() raised {said(exc)}.")
+        return Outcome(ename=type(exc).__name__, message=f"{name}() raised {said(exc)}. {hint_for(exc) or ''}".rstrip())
     if value is not None and not isinstance(value, dict):
         return Outcome(message=f"{name}() returned a {type(value).__name__}; expected a dict of options "
                                "(plain numbers, strings and booleans) or None.")
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             ename = type(exc).__name__
             advice = (NOT_DONE.format(entry=request.entries[0]) if ename == "NotImplementedError" and request.entries
-                      else "Run the notebook from the top (Restart & Run All) and fix the first error.")
+                      else hint_for(exc, cell.source)
+                      or "Run the notebook from the top (Restart & Run All) and fix the first error.")
             _write(ChildResult(ename=ename, message=f"Cell {number} of the notebook raised {said(exc)}. {advice}"))
             return 1
 

@@ -141,6 +141,16 @@ def python_mounts() -> list[Mount]:
     return [Mount(p, str(p)) for p in chosen]
 
 
+def _hide_bundle() -> list[str]:
+    """The course packaged with deepgrade (course.yml, autograders) sits inside the package the jail binds: an
+    empty read-only tmpfs over it, before the jail's own mounts (the grader's jail binds it back as its course)."""
+    from ..course.bundle import BUNDLE_DIR
+
+    if not BUNDLE_DIR.is_dir():
+        return []
+    return ["--size", str(2**20), "--tmpfs", str(BUNDLE_DIR), "--remount-ro", str(BUNDLE_DIR)]
+
+
 def command(jail: Jail, stage: Path | None, *, python: bool = True) -> tuple[list[str], list[list[str]]]:
     """bubblewrap's arguments for ``jail``, and the (source, staging path) pairs the launcher binds first.
 
@@ -168,7 +178,12 @@ def command(jail: Jail, stage: Path | None, *, python: bool = True) -> tuple[lis
     if jail.cwd not in ("/", "/tmp"):
         args += ["--size", str(limits.scratch_mb * 2**20), "--tmpfs", jail.cwd]
     pairs: list[list[str]] = []
-    for i, mount in enumerate([*(python_mounts() if python else []), *jail.mounts]):
+    own = python_mounts() if python else []
+    for i, mount in enumerate([*own, *jail.mounts, None]):
+        if i == len(own) and python:
+            args += _hide_bundle()
+        if mount is None:
+            break
         source = str(mount.source)
         if stage is not None:
             target = stage / str(i)

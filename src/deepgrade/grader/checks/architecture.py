@@ -125,30 +125,93 @@ def _difference(want: Layer, got: Observed) -> tuple[str, Any, Any] | None:
     return None
 
 
-def check_architecture(model, expected: Sequence[Layer]) -> str:
-    """Raise :class:`CheckFailed` naming the first layer that differs; return a success message."""
-    observed = observe(model)
+class Verdict(str):
+    """A passing check's message, with the feedback that goes with it (``layers``: the architecture table)."""
+
+    layers: list
+
+    def __new__(cls, message: str, layers=()):
+        made = super().__new__(cls, message)
+        made.layers = list(layers)
+        return made
+
+
+def _attrs(config: dict[str, Any], keys) -> str:
+    shown = []
+    for key in keys:
+        value = _activation_name(config) if key == "activation" else config.get(key)
+        if value is not None:
+            shown.append(f"{key}={value!r}")
+    return ", ".join(shown)
+
+
+_SHOWN = ("units", "filters", "kernel_size", "strides", "padding", "pool_size", "rate", "activation")
+
+
+def _received(got: Observed, want: Layer | None) -> str:
+    keys = list(want.attrs) if want is not None and want.kind == got.kind else [k for k in _SHOWN if k in got.config]
+    return f"{got.kind} {got.name!r}" + (f" ({_attrs(got.config, keys)})" if keys else "")
+
+
+def _first_difference(observed: list[Observed], expected: Sequence[Layer]) -> tuple[int, str] | None:
+    """Where the student's layers first differ from ``expected``: (0-based position, the message), or None."""
     for i, want in enumerate(expected):
         if i >= len(observed):
             last = f"layer {len(observed)} ({observed[-1].kind})" if observed else "no layer at all"
-            raise CheckFailed(
-                f"Layer {i + 1}: expected {want}. Received: nothing, the model ends after {last}. "
-                f"Add the missing layers: {', '.join(str(x) for x in expected[i:])}."
-            )
+            return i, (f"Layer {i + 1}: expected {want}. Received: nothing, the model ends after {last}. "
+                       f"Add the missing layers: {', '.join(str(x) for x in expected[i:])}.")
         got = observed[i]
         if got.kind != want.kind:
-            raise CheckFailed(f"{got.label()}: expected {want}. Received: {got.kind}.")
+            return i, f"{got.label()}: expected {want}. Received: {got.kind}."
         differs = _difference(want, got)
         if differs:
             key, value, have = differs
-            raise CheckFailed(f"{got.label()}: expected {key}={value!r}. Received: {key}={have!r}.")
+            return i, f"{got.label()}: expected {key}={value!r}. Received: {key}={have!r}."
     if len(observed) > len(expected):
         extra = observed[len(expected)]
-        raise CheckFailed(
+        return len(expected), (
             f"{extra.label()}: expected no more layers after layer {len(expected)} ({expected[-1]}). "
-            f"Received: {len(observed) - len(expected)} extra layer(s), starting with this {extra.kind}."
-        )
-    return f"{len(expected)} layers as expected: " + " -> ".join(x.kind for x in expected) + "."
+            f"Received: {len(observed) - len(expected)} extra layer(s), starting with this {extra.kind}.")
+    return None
+
+
+def layer_table(model, expected: Sequence[Layer], input_shape: tuple[int, ...] | None = None,
+                observed: list[Observed] | None = None) -> list:
+    """The architecture, layer by layer: the expected layer beside the student's (named as the model's own
+    ``summary()`` names it), with parameter counts, and the first difference marked."""
+    from ...protocol import LayerRow
+
+    observed = observe(model) if observed is None else observed
+    if input_shape is None and getattr(model, "inputs", None):
+        input_shape = tuple(model.inputs[0].shape[1:])
+    try:
+        want_params = expected_params(expected, input_shape) if input_shape else [None] * len(expected)
+    except Exception:  # noqa: BLE001 - an input the expected layers cannot take: no expected counts
+        want_params = [None] * len(expected)
+    first = _first_difference(observed, expected)
+    rows = []
+    for i in range(max(len(expected), len(observed))):
+        want = expected[i] if i < len(expected) else None
+        got = observed[i] if i < len(observed) else None
+        rows.append(LayerRow(
+            position=i + 1,
+            expected=str(want)[:400] if want is not None else None,
+            received=_received(got, want)[:400] if got is not None else None,
+            expected_params=want_params[i] if want is not None else None,
+            received_params=got.params if got is not None else None,
+            differs=first is not None and first[0] == i,
+        ))
+    return rows
+
+
+def check_architecture(model, expected: Sequence[Layer], input_shape: tuple[int, ...] | None = None) -> str:
+    """Raise :class:`CheckFailed` naming the first layer that differs; return a success message."""
+    observed = observe(model)
+    rows = layer_table(model, expected, input_shape, observed)
+    first = _first_difference(observed, expected)
+    if first is not None:
+        raise CheckFailed(first[1], layers=rows)
+    return Verdict(f"{len(expected)} layers as expected: " + " -> ".join(x.kind for x in expected) + ".", rows)
 
 
 def expected_params(expected: Sequence[Layer], input_shape: tuple[int, ...]) -> list[int]:
@@ -161,30 +224,33 @@ def expected_params(expected: Sequence[Layer], input_shape: tuple[int, ...]) -> 
 
 
 def check_parameters(model, expected: Sequence[Layer], input_shape: tuple[int, ...]) -> str:
-    """Exact total; on a mismatch, name the first layer with weights where the counts diverge."""
+    """Exact total. On a mismatch, the layer named is the one the architecture check names (the first that
+    differs from the expected architecture); with the layers as expected, the first whose count diverges."""
     want_each = expected_params(expected, input_shape)
     want_total = sum(want_each)
     observed = observe(model)
+    rows = layer_table(model, expected, input_shape, observed)
     got_total = model.count_params()
     if got_total == want_total:
-        return f"{got_total:,} parameters, as expected."
-    weighted_want = [(w, n) for w, n in zip(expected, want_each, strict=True) if n]
-    weighted_got = [o for o in observed if o.params]
-    for (want, n), got in zip(weighted_want, weighted_got, strict=False):
-        if got.params != n:
-            raise CheckFailed(
-                f"{got.label()}: expected {n:,} parameters (as {want} has). Received: {got.params:,}. "
-                f"Total: expected {want_total:,}, received {got_total:,}."
-            )
-    if len(weighted_got) < len(weighted_want):
-        want, n = weighted_want[len(weighted_got)]
-        raise CheckFailed(
-            f"Expected {want_total:,} parameters in total. Received: {got_total:,}; "
-            f"the layer with weights that should come next, {want} ({n:,} parameters), is missing."
-        )
-    extra = weighted_got[len(weighted_want)] if len(weighted_got) > len(weighted_want) else None
-    where = f" {extra.label()} adds {extra.params:,} parameters not expected." if extra else ""
-    raise CheckFailed(f"Expected {want_total:,} parameters in total. Received: {got_total:,}.{where}")
+        return Verdict(f"{got_total:,} parameters, as expected.", rows)
+    total = f"Total: expected {want_total:,}, received {got_total:,}."
+    first = _first_difference(observed, expected)
+    if first is not None:
+        i = first[0]
+        if i >= len(observed):
+            raise CheckFailed(f"Layer {i + 1}: expected {expected[i]} ({want_each[i]:,} parameters). Received: "
+                              f"nothing, the model ends after layer {len(observed)}. {total}", layers=rows)
+        got = observed[i]
+        if i >= len(expected):
+            raise CheckFailed(f"{got.label()}: expected no layer here. Received: a {got.kind} with {got.params:,} "
+                              f"parameters. {total}", layers=rows)
+    else:
+        i = next((i for i, (n, got) in enumerate(zip(want_each, observed, strict=False)) if got.params != n), None)
+        if i is None:
+            raise CheckFailed(f"Expected {want_total:,} parameters in total. Received: {got_total:,}.", layers=rows)
+        got = observed[i]
+    raise CheckFailed(f"{got.label()}: expected {want_each[i]:,} parameters (as {expected[i]} has). Received: "
+                      f"{got.params:,}. {total}", layers=rows)
 
 
 def expected_shapes(expected: Sequence[Layer], input_shape: tuple[int, ...]) -> list[tuple]:

@@ -1,0 +1,29 @@
+"""Autograder for the regularization exercise: the baseline's layers kept, test accuracy and the
+train-minus-test gap, both measured by the grader after it trains the model on 2,000 images.
+
+Run through `deepgrade check regularization NOTEBOOK`, or directly:
+    pytest autograders/test_regularization.py --deepgrade-notebook NOTEBOOK [--deepgrade-profile smoke]
+
+Early stopping comes as data from the notebook's fit_options() (fixture `fit_options`); the grader builds
+the callback itself.
+"""
+
+from deepgrade.grader import Layer, check_accuracy, check_gap, check_keeps_layers
+
+BASELINE = [
+    Layer("Dense", units=512),
+    Layer("Dense", units=512),
+    Layer("Dense", units=10),
+]
+
+
+def test_keeps_baseline(model, passed):
+    passed(check_keeps_layers(model, BASELINE))
+
+
+def test_accuracy(training, profile, passed):
+    passed(check_accuracy(training, profile.thresholds.accuracy))
+
+
+def test_gap(training, profile, passed):
+    passed(check_gap(training, profile.thresholds.gap))

@@ -1,0 +1,153 @@
+"""Feedback a student learns from: named sections, PASS and FAIL told apart, the layer table, the training
+run's plots, the same in `deepgrade check --html`, the check cells and nbgrader's feedback (tests there)."""
+
+import base64
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from deepgrade.cli import main, render
+from deepgrade.feedback import check_html, check_text, figures, page
+from deepgrade.protocol import CheckResult, Curves, LayerRow, Report
+
+ROWS = [LayerRow(position=1, expected="Flatten()", received="Flatten 'flatten'", expected_params=0, received_params=0),
+        LayerRow(position=2, expected="Dropout(rate=0.4)", received="Dense 'dense_1' (units=256, activation='relu')",
+                 expected_params=0, received_params=65_792, differs=True),
+        LayerRow(position=3, expected="Dense(units=10)", received=None, expected_params=2_570)]
+CURVES = Curves(history={"loss": [1.0, 0.6, 0.5], "accuracy": [0.6, 0.77, 0.8], "val_loss": [0.58, 0.48, 0.44],
+                         "val_accuracy": [0.79, 0.81, 0.84]},
+                confusion=[[8, 2, 0], [1, 9, 0], [0, 3, 7]], classes=["T-shirt/top", "Trouser", "Pullover"],
+                validation="2,000 training images the grader did not train on")
+
+
+def report(training=CURVES) -> Report:
+    long = "Layer 2 (Dense 'dense_1'): expected Dropout(rate=0.4). Received: Dense. <script>alert(1)</script> " * 5
+    return Report(exercise="mlp", profile="smoke", training=training, environment={"seed": 7, "device": "cpu",
+                  "train_seconds": 3.1}, checks=[
+        CheckResult(name="architecture", passed=False, points=0, max_points=2, message=long, layers=ROWS),
+        CheckResult(name="parameters", passed=True, points=1, max_points=1, message="269,322 parameters"),
+        CheckResult(name="accuracy", passed=True, points=2, max_points=2, message="test accuracy 0.82", trains=True)])
+
+
+def images(html: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)]
+
+
+def test_each_check_is_a_named_section_and_pass_looks_unlike_fail():
+    r = report()
+    styled = check_html(r, r.checks[0])
+    failed, passed = check_html(r, r.checks[0], style=False), check_html(r, r.checks[1], style=False)
+    assert "id='check-architecture'" in failed and ">architecture<" in failed and "0 / 2 points" in failed
+    assert "dg-fail" in failed and ">FAIL<" in failed and "dg-pass" not in failed
+    assert "dg-pass" in passed and ">PASS<" in passed
+    styles = dict(re.findall(r"\.dg-check\.dg-(pass|fail) \{[^}]*border-left-color: (#[0-9a-f]+)", styled))
+    assert styles["pass"] != styles["fail"]  # and not by colour alone: the badge says it
+    assert "white-space: pre-wrap" in styled and "overflow-wrap: anywhere" in styled  # long messages wrap, never cut
+    assert "<script>" not in failed and "&lt;script&gt;" in failed and failed.count("expected Dropout") == 5
+
+
+def test_the_layer_table_marks_the_first_difference_with_the_students_names():
+    r = report()
+    html = check_html(r, r.checks[0])
+    rows = re.findall(r"<tr class='dg-row( dg-differs)?'>(.*?)</tr>", html)
+    assert [bool(mark) for mark, _ in rows] == [False, True, False]
+    assert "Dense &#x27;dense_1&#x27; (units=256, activation=&#x27;relu&#x27;) &larr; first difference" in rows[1][1]
+    assert "<em>missing</em>" in rows[2][1] and "2,570" in rows[2][1] and "65,792" in rows[1][1]
+    assert "layer 2: expected Dropout(rate=0.4); yours: Dense 'dense_1'" in check_text(r, r.checks[0])
+
+
+def test_the_seed_is_shown_only_for_checks_that_trained():
+    r = report()
+    assert "seed" not in check_text(r, r.checks[0]) and "seed" not in check_html(r, r.checks[1], style=False)
+    assert "trained with seed 7 (cpu, smoke profile)" in check_text(r, r.checks[2])
+    untrained = r.model_copy(update={"environment": {"seed": 7}})  # the model never got to train (a stub)
+    assert "seed" not in check_text(untrained, untrained.checks[2])
+
+
+def test_the_training_run_is_drawn_as_three_png_plots():
+    import matplotlib.image
+
+    drawn = figures(CURVES)
+    assert [title.split(" ")[0] for title, _ in drawn] == ["Training", "Confusion", "Accuracy"]
+    for _, png in drawn:
+        pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
+        assert png.startswith(b"\x89PNG") and pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0
+    r = report()
+    assert len(images(check_html(r, r.checks[2], plots=True))) == 3 and not images(check_html(r, r.checks[2]))
+    assert len(images(page(r))) == 3 and not images(page(report(training=None)))
+
+
+def test_curves_refuse_what_is_not_a_small_training_record():
+    with pytest.raises(ValueError, match="3x3 confusion matrix"):
+        Curves(history={}, confusion=[[1, 2], [3, 4]], classes=["a", "b", "c"])
+    with pytest.raises(ValueError):
+        Curves(history={"loss": [0.1] * 1001}, confusion=[[1]], classes=["a"])
+
+
+def test_a_message_shared_by_every_failed_check_is_said_once():
+    """A stub fails every check with the same NotImplementedError: the table says it once."""
+    said = "build_model() raised NotImplementedError: replace this line with your code."
+    r = Report(exercise="mlp", profile="smoke", environment={"seed": 3}, checks=[
+        CheckResult(name=n, passed=False, points=0, max_points=1, message=said, trains=n == "accuracy")
+        for n in ("architecture", "parameters", "accuracy")])
+    console = Console(record=True, width=200)
+    render(r, console)
+    out = console.export_text()
+    assert out.count("NotImplementedError") == 1 and out.count("the same error as architecture (above)") == 2
+    assert "seed" not in out  # nothing trained
+
+
+@pytest.mark.slow
+def test_a_real_grade_points_both_layer_checks_at_the_same_layer_and_draws_its_training(graded):
+    r = graded("mlp", "wrong_layer")
+    architecture, parameters, accuracy = (r.check(n) for n in ("architecture", "parameters", "accuracy"))
+    assert architecture.first_difference().position == parameters.first_difference().position == 3
+    assert parameters.message.startswith("Layer 3 (Dense 'dense_1'): expected 0 parameters (as Dropout(rate=0.4) has)")
+    assert accuracy.trains and not architecture.trains and r.training is not None
+    assert len(r.training.history["loss"]) == 3 and sum(map(sum, r.training.confusion)) == 10_000
+    assert len(images(page(r))) == 3
+
+
+@pytest.mark.slow
+def test_check_writes_the_feedback_page(tmp_path, make_submission, capsys):
+    out = tmp_path / "feedback.html"
+    code = main(["check", "mlp", str(make_submission("mlp", "no_dropout")), "--seed", "1", "--html", str(out)])
+    assert code == 1
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count("class='dg-feedback dg-check") == 3
+    assert "dg-differs" in html and len(images(html)) == 3 and "trained with seed 1" in html
+    assert "feedback written to" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_check_shows_each_step_on_a_terminal(make_submission):
+    """On a terminal `deepgrade check` draws its progress: the sandbox, loading, each epoch, the evaluation."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "deepgrade"), "check", "mlp",
+                             str(make_submission("mlp", "correct")), "--seed", "1"],
+                            stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env, close_fds=True)
+    os.close(follower)
+    seen = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 1 << 16)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.wait(timeout=300) == 0
+    text = seen.decode(errors="replace")
+    for step in ("running the notebook in its sandbox", "loading the model", "training: epoch 1/3",
+                 "training: epoch 3/3", "measuring accuracy on the test set", "PASS"):
+        assert step in text, step
