@@ -112,7 +112,7 @@ def graded(course, make_submission, tmp_path_factory):
                     submission = build_submission(course, exercise, notebook, Path(models))
                     report = grade(course, exercise, submission, profile=profile, seed=seed)
                 tmp = key.with_suffix(".tmp")
-                tmp.write_text(json.dumps(report.to_dict()))
+                tmp.write_text(json.dumps(report.dump()))
                 tmp.rename(key.with_suffix(".json"))
         return Report.read(key.with_suffix(".json"))
 

@@ -107,7 +107,7 @@ def test_missing_and_extra_layers():
     long.add(layers.Dense(10, activation="softmax"))
     with pytest.raises(CheckFailed, match=r"^Layer 7 \(Dense .*expected no more layers after layer 6"):
         check_architecture(long, MLP)
-    with pytest.raises(CheckFailed, match=r"Layer 7 \(Dense .*\) adds 110 parameters not expected"):
+    with pytest.raises(CheckFailed, match=r"Layer 7 \(Dense .*\): expected no layer here\. Received: a Dense with 110 parameters"):
         check_parameters(long, MLP, SHAPE)
 
 
@@ -123,3 +123,24 @@ def test_autograder_expectation_matches_the_seed():
         "Flatten()", "Dense(units=256, activation='relu')", "Dropout(rate=0.4)",
         "Dense(units=256, activation='relu')", "Dropout(rate=0.4)", "Dense(units=10, activation='softmax')"]
     assert sum(expected_params(module.EXPECTED, module.INPUT_SHAPE)) == module.TOTAL_PARAMS == 269_322
+
+
+def test_parameters_name_the_layer_whose_count_is_off_when_the_first_difference_has_the_right_count():
+    model = keras.Sequential([keras.Input(SHAPE), layers.Flatten(), layers.Dense(256, activation="sigmoid"),
+                              layers.Dropout(0.4), layers.Dense(128, activation="relu"), layers.Dropout(0.4),
+                              layers.Dense(10, activation="softmax")])
+    with pytest.raises(CheckFailed, match=r"^Layer 2 .*expected activation='relu'"):
+        check_architecture(model, MLP)
+    with pytest.raises(CheckFailed, match=r"^Layer 4 \(Dense .*expected 65,792 parameters .* Received: 32,896\."):
+        check_parameters(model, MLP, SHAPE)
+
+
+def test_a_very_deep_model_gets_a_bounded_table_and_its_verdict():
+    from deepgrade.protocol import CheckResult
+
+    deep = keras.Sequential([keras.Input(SHAPE), layers.Flatten(), *[layers.Dense(10) for _ in range(300)]])
+    with pytest.raises(CheckFailed) as info:
+        check_parameters(deep, MLP, SHAPE)
+    rows = info.value.layers
+    assert len(rows) == 201 and rows[-1].received == "... and 101 more layers" and rows[1].differs
+    assert len(CheckResult(name="p", passed=False, points=0, max_points=1, message="m", layers=rows).layers) == 201

@@ -151,3 +151,113 @@ def test_check_shows_each_step_on_a_terminal(make_submission):
     for step in ("running the notebook in its sandbox", "loading the model", "training: epoch 1/3",
                  "training: epoch 3/3", "measuring accuracy on the test set", "PASS"):
         assert step in text, step
+
+
+@pytest.mark.slow
+def test_the_feedback_page_in_a_browser(graded, tmp_path):
+    """Debian's Chromium shows the feedback of a real grade: FAIL and PASS in different colours, the first
+    difference highlighted, the three plots loaded. The screenshot is kept for the closing note."""
+    import shutil
+    from pathlib import Path
+
+    from playwright.sync_api import sync_playwright
+
+
+    r = graded("mlp", "wrong_layer")
+    path = tmp_path / "feedback.html"
+    path.write_text(page(r, "deepgrade check mlp: bob's notebook"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        try:
+            view = browser.new_page(viewport={"width": 1100, "height": 900})
+            view.goto(path.as_uri())
+            badge = "el => getComputedStyle(el).backgroundColor"
+            fail = view.eval_on_selector("#check-architecture .dg-badge", badge)
+            passed = view.eval_on_selector(".dg-pass .dg-badge", badge)
+            assert fail != passed and view.inner_text("#check-architecture .dg-badge") == "FAIL"
+            marked = view.eval_on_selector("#check-architecture tr.dg-differs td", badge)
+            assert marked not in ("rgba(0, 0, 0, 0)", "transparent")
+            assert "first difference" in view.inner_text("#check-architecture tr.dg-differs")
+            widths = view.eval_on_selector_all(".dg-plots img", "imgs => imgs.map(i => i.naturalWidth)")
+            assert len(widths) == 3 and min(widths) > 100
+            shot = tmp_path / "feedback.png"
+            view.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    keep = Path("/tmp/deepgrade-screens")
+    keep.mkdir(exist_ok=True)
+    shutil.copy(shot, keep / "feedback.png")
+
+
+def test_the_curves_carry_loss_and_accuracy_only_and_no_infinity():
+    """The student's compile settings name the metrics: their names do not travel, nor values JSON cannot hold."""
+    import json
+    import math
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from deepgrade.grader.plugin import curves_of
+    from deepgrade.grader.training import Task, _extend
+
+    history: dict = {}
+    _extend(history, {"loss": [2.0], "accuracy": [0.5], "val_loss": [1.5], "val_accuracy": [0.6]})  # a warm-up
+    _extend(history, {"loss": [math.inf, 1.0], "sparse_categorical_accuracy": [0.7, 0.8], "x" * 80: [1, 2],
+                      **{f"m{i}": [0, 0] for i in range(20)}})  # the student's own metrics after it
+    assert {len(v) for v in history.values()} == {3}  # epoch by epoch, whatever each fit reported
+    result = SimpleNamespace(history=history, confusion=np.eye(10, dtype=int), monitored_on="here")
+    curves = curves_of(result, Task())
+    assert set(curves.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert curves.history["loss"] == [2.0, None, 1.0] and curves.history["val_loss"] == [1.5, None, None]
+    assert curves.history["accuracy"] == [0.5, None, None]  # the first accuracy metric found, as "accuracy"
+    assert "Infinity" not in json.dumps(curves.model_dump()) and curves.per_class_accuracy() == [1.0] * 10
+
+
+def test_check_cells_say_a_broken_options_function_as_the_checks_message(tmp_path):
+    """fit_options() that raises or returns no dict is the student's error, said by the checks, not a traceback."""
+    from deepgrade.course import load_course
+    from deepgrade.notebook_checks import _build
+
+    ex = load_course().exercise("regularization")
+
+    def build_model():
+        import keras
+
+        return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+
+    def fit_options():
+        return undefined_name  # noqa: F821 - the student's mistake
+
+    submission, _ = _build(ex, build_model, None, {"fit_options": fit_options}, tmp_path)
+    assert submission.options_error.startswith("fit_options() raised NameError: name 'undefined_name' is not defined")
+    submission, _ = _build(ex, build_model, lambda: ("validation_split", 0.2), {}, tmp_path)
+    assert "returned a tuple; expected a dict of options" in submission.options_error
+
+
+def test_the_kernels_grader_restarts_when_a_setting_it_reads_at_start_changes(monkeypatch):
+    from deepgrade import notebook_checks
+    from deepgrade.course import load_course
+
+    started = []
+
+    class Worker:
+        def __init__(self, course, jailed):
+            started.append(course.root)
+            self.closed = False
+
+        def start(self):
+            return self
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setattr("deepgrade.grader.worker.GraderWorker", Worker)
+    session, course = notebook_checks._Session(), load_course()
+    monkeypatch.delenv("DEEPGRADE_PROFILE", raising=False)
+    first = session.grader(course)
+    assert session.grader(course) is first and len(started) == 1
+    monkeypatch.setenv("DEEPGRADE_PROFILE", "full")  # %env DEEPGRADE_PROFILE=full in a later cell
+    second = session.grader(course)
+    assert second is not first and first.closed and len(started) == 2
+    session.close()
+    assert second.closed

@@ -84,7 +84,8 @@ def test_autograde_records_the_same_points_as_deepgrade_check(tmp_path, course, 
     # deepgrade's feedback: each check named in the contents with PASS or FAIL, its verdict and the layer table;
     # no test cell's source; the training run's plots
     assert re.search(r"dg-mark fail\">FAIL</span>\s*<a href=\"#architecture\">Check <code>architecture</code>", bob)
-    assert "Test cell" not in bob and 'check(&quot;mlp&quot;' not in bob and "notebook_checks" not in bob
+    assert "Test cell" not in bob and "exercises.mlp.checks.architecture" not in bob  # the test cell's own source
+    assert '# Check "architecture" (2 points), graded by deepgrade' in bob
     assert "dg-differs" in bob and "first difference" in bob and bob.count("data:image/png;base64,") == 3
     alice = (out / "feedback" / "alice" / "mlp" / "mlp.html").read_text()
     assert alice.count('dg-mark pass">PASS') == 6 and "dg-mark fail" not in alice  # the contents and each check
@@ -151,3 +152,11 @@ def test_quiz_round_trip_through_nbgrader(tmp_path, course):
         assert "Check <code>q1</code>" in feedback
     partly = (tmp_path / "feedback" / "partly" / "quiz_pooling" / "quiz_pooling.html").read_text()
     assert "FAIL: Question 1: not quite. Hint:" in partly and "[[10, 7], [8, 12]]" in source
+    # formgrader's "Generate Feedback" goes through nbgrader's API, which forces the template named `feedback`
+    from deepgrade.batch.gradebook import Classroom
+
+    (tmp_path / "feedback" / "partly" / "quiz_pooling" / "quiz_pooling.html").unlink()
+    result = Classroom(tmp_path, course).api.generate_feedback("quiz_pooling", "partly")
+    assert result["success"], result.get("error") or result.get("log")
+    again = (tmp_path / "feedback" / "partly" / "quiz_pooling" / "quiz_pooling.html").read_text()
+    assert "dg-toc" in again and "HIDDEN TESTS" not in again and "answer_check" not in again

@@ -96,7 +96,7 @@ class _Steps:
         if self.task is None:
             self.task = self.bar.add_task(text, total=None)
         total = said.epochs if said.stage == "train" and said.epochs else None
-        self.bar.update(self.task, description=text, total=total, completed=said.epoch or 0)
+        self.bar.update(self.task, description=text, total=total, completed=said.epoch or 0, refresh=True)
 
 
 @app.command()
@@ -310,7 +310,8 @@ def render(report, console: Console | None = None) -> None:
             message = f"the same error as {said[c.message]} (above)"
         else:
             message = c.message
-            said.setdefault(c.message, c.name)
+            if not c.passed:
+                said.setdefault(c.message, c.name)
         first = c.first_difference()
         where = (f"\n[dim]layer {first.position}: expected {escape(first.expected or 'no layer')}; yours: "
                  f"{escape(first.received or 'missing')}[/dim]") if first is not None and not c.passed else ""

@@ -252,7 +252,8 @@ class FeedbackView(Preprocessor):
                 continue
             info = cell.metadata["nbgrader"]
             name = info.get("grade_id", "?")
-            cell.source = f"# Check \"{name}\" ({float(info.get('points', 0)):g} points), graded by deepgrade"
+            points = float(info.get("points", 0))
+            cell.source = f"# Check \"{name}\" ({points:g} point{'' if points == 1 else 's'}), graded by deepgrade"
             result = report.check(name) if report is not None else None
             if result is not None:
                 cell.outputs = [nbformat.v4.new_output("display_data", data={
@@ -294,8 +295,13 @@ def configure(c) -> None:
     from nbgrader.preprocessors import GetGrades
 
     c.GenerateFeedback.preprocessors = [GetGrades, FeedbackView, CSSHTMLHeaderPreprocessor]
-    c.HTMLExporter.template_name = "deepgrade_feedback"
-    c.HTMLExporter.extra_template_basedirs = [str(Path(__file__).parent / "feedback" / "templates")]
+    # deepgrade's template is named `feedback`, as nbgrader's is: nbgrader's API (formgrader's "Generate
+    # Feedback") forces that name, and deepgrade's folder comes first; nbgrader's own templates stay reachable.
+    import nbgrader
+
+    c.HTMLExporter.extra_template_basedirs = [
+        str(Path(__file__).parent / "feedback" / "templates"),
+        str(Path(nbgrader.__file__).parent / "server_extensions" / "formgrader" / "templates")]
     # Stubs say what to do instead of the bare default.
     c.ClearSolutions.code_stub = {
         "python": "# YOUR CODE HERE\nraise NotImplementedError(\"replace this line with your code\")",

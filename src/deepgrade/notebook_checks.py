@@ -79,25 +79,35 @@ class Verdict:
         return check_text(self.report, self.result)
 
 
+WORKER_ENV = ("DEEPGRADE_PROFILE", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")  # read by the grader when it starts
+
+
+def worker_environment() -> tuple:
+    return tuple(os.environ.get(name) for name in WORKER_ENV)
+
+
 class _Session:
     """This kernel's grader and the reports it gave, by what was built."""
 
     def __init__(self):
         self.worker = None
-        self.course_root: Path | None = None
+        self.started_for: tuple | None = None
         self.reports: collections.OrderedDict[tuple, object] = collections.OrderedDict()
         atexit.register(self.close)
 
     def grader(self, course):
+        """The kernel's grader for ``course``, started anew when the course or a setting it reads at start
+        (:data:`WORKER_ENV`: the profile, the backend, the GPUs) has changed since."""
         from .grader.worker import GraderWorker
         from .sandbox import isolation
 
-        if self.worker is not None and self.course_root != course.root:
+        started_for = (course.root, worker_environment())
+        if self.worker is not None and self.started_for != started_for:
             self.close()
         if self.worker is None:
             self.isolation = isolation()
             self.worker = GraderWorker(course, jailed=self.isolation.ok).start()
-            self.course_root = course.root
+            self.started_for = started_for
         return self.worker
 
     def close(self) -> None:
@@ -168,7 +178,7 @@ def _verdict(exercise, name, build_fn, options, profile, seed, namespace, progre
         seed = seed_from_environment()
     with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
         submission, built = _build(ex, build_fn, options, namespace, Path(tmp))
-        key = (exercise, profile, seed, built)
+        key = (exercise, profile, seed, worker_environment(), built)
         report = SESSION.reports.get((*key, True))
         if report is None:
             report = SESSION.reports.get((*key, False))
@@ -220,9 +230,29 @@ def _build(ex, build_fn, options, namespace, folder: Path):
             digest.update(entry.encode() + _canonical(archive.read("config.json")))
     if options is None and ex.options:  # the notebook's options function, by name, for every check cell alike
         options = namespace.get(ex.options)
-    given = options() if options is not None else None
-    digest.update(json.dumps([given, errors], sort_keys=True, default=str).encode())
-    return Submission(models=models, errors=errors, options=given), digest.hexdigest()
+    given, problem = _options(options, ex.options or "fit_options")
+    digest.update(json.dumps([given, problem, errors], sort_keys=True, default=str).encode())
+    return Submission(models=models, errors=errors, options=given, options_error=problem), digest.hexdigest()
+
+
+def _options(fn, name: str) -> tuple[dict | None, str | None]:
+    """What the options function returned, as plain data, or why it cannot be used (said as the checks' message,
+    the way the sandbox says it)."""
+    if fn is None:
+        return None, None
+    try:
+        value = fn()
+    except Exception as exc:  # noqa: BLE001 - the student's code
+        return None, f"{name}() raised {said(exc)}{_hint(exc)}"
+    if value is not None and not isinstance(value, dict):
+        return None, (f"{name}() returned a {type(value).__name__}; expected a dict of options (plain numbers, "
+                      "strings and booleans) or None.")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False)), None
+    except (TypeError, ValueError) as exc:
+        return None, (f"{name}() returned options that are not plain data ({exc}); expected a dict of numbers, "
+                      "strings and booleans: the grader builds callbacks itself, so return their settings, not "
+                      "keras.callbacks objects.")
 
 
 def _canonical(config: bytes) -> bytes:

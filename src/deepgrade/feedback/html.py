@@ -24,11 +24,11 @@ STYLE = """
 .dg-points { color: #57606a; }
 .dg-message { white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word; margin: 0.4em 0; }
 .dg-seed { color: #57606a; font-size: 12px; }
-.dg-layers { border-collapse: collapse; margin: 0.4em 0; font-size: 13px; table-layout: auto; width: auto; }
-.dg-layers th, .dg-layers td { border: 1px solid #d0d7de; padding: 2px 8px; text-align: left; vertical-align: top;
-  white-space: normal; overflow-wrap: anywhere; }
-.dg-layers td.dg-num { text-align: right; font-variant-numeric: tabular-nums; }
-.dg-layers tr.dg-differs td { background: #ffebe9; font-weight: 600; }
+.dg-feedback table.dg-layers { border-collapse: collapse; margin: 0.4em 0; font-size: 13px; table-layout: auto; width: auto; }
+.dg-feedback table.dg-layers th, .dg-feedback table.dg-layers td { border: 1px solid #d0d7de; padding: 2px 8px;
+  text-align: left !important; vertical-align: top; white-space: normal; overflow-wrap: anywhere; }
+.dg-feedback table.dg-layers td.dg-num { text-align: right !important; font-variant-numeric: tabular-nums; }
+.dg-feedback table.dg-layers tr.dg-differs td { background: #ffebe9; font-weight: 600; }
 .dg-plots { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 .dg-plots figure { margin: 0.4em 0; }
 .dg-plots img { max-width: 100%; height: auto; }

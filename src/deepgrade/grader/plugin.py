@@ -206,17 +206,34 @@ def training(model, grading: GradingRun, train, fit_options, task, request: pyte
     if result.validation_size:
         grading.environment["validation_size"] = result.validation_size
     grading.record(test_accuracy=result.test_accuracy, train_accuracy=result.train_accuracy, gap=result.gap)
-    grading.curves = curves_of(result, task)
+    try:
+        grading.curves = curves_of(result, task)
+    except Exception as exc:  # noqa: BLE001 - the plots are feedback: a grade never fails for them
+        grading.environment["curves_error"] = f"{type(exc).__name__}: {first_line(exc)}"
     return result
 
 
+ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
+
+
 def curves_of(result, task):
-    """The feedback's plots, as numbers: the run's per-epoch metrics and its test-set confusion matrix."""
+    """The feedback's plots, as numbers: loss and accuracy per epoch (training and validation; the student's
+    metric names do not travel: the first accuracy metric found is "accuracy"), and the test-set confusion
+    matrix. Values that are not finite (a diverging run) are None."""
+    import math
+
     from ..protocol import Curves
     from .data import CLASS_NAMES
 
-    return Curves(history={k: [None if v != v else round(v, 6) for v in values] for k, values in result.history.items()},
-                  confusion=result.confusion.tolist(), classes=[CLASS_NAMES[c] for c in task.classes],
+    history = result.history
+
+    def series(prefix: str, keys) -> list | None:
+        found = next((history[prefix + k] for k in keys if prefix + k in history), None)
+        return None if found is None else [round(v, 6) if math.isfinite(v) else None for v in found]
+
+    curves = {f"{prefix}{name}": values for prefix in ("", "val_") for name, keys in
+              (("loss", ("loss",)), ("accuracy", ACCURACY_KEYS)) if (values := series(prefix, keys)) is not None}
+    return Curves(history=curves, confusion=result.confusion.tolist(), classes=[CLASS_NAMES[c] for c in task.classes],
                   validation=result.monitored_on)
 
 
@@ -263,16 +280,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     trains = name in run.trains
     if report.when == "call" and report.passed:
         message = item.stash.get(MESSAGE, "passed")
-        run.results[name] = CheckResult(name=name, passed=True, points=points, max_points=points, message=str(message),
-                                        trains=trains, layers=getattr(message, "layers", []))
+        run.results[name] = _result(name=name, passed=True, points=points, max_points=points, message=str(message),
+                                    trains=trains, layers=getattr(message, "layers", []))
     elif report.failed or report.skipped:
         message, grader_fault = _message(call.excinfo.value) if call.excinfo else ("failed", False)
         if grader_fault:
             run.environment.setdefault("grader_errors", []).append(name)
         layers = getattr(call.excinfo.value, "layers", []) if call.excinfo else []
-        run.results[name] = CheckResult(name=name, passed=False, points=0.0, max_points=points, message=message,
-                                        trains=trains, layers=layers)
+        run.results[name] = _result(name=name, passed=False, points=0.0, max_points=points, message=message,
+                                    trains=trains, layers=layers)
     return report
+
+
+def _result(**fields) -> CheckResult:
+    """The check's result; a layer table the report cannot carry is left out, never the verdict."""
+    try:
+        return CheckResult(**fields)
+    except ValueError:
+        return CheckResult(**{**fields, "layers": []})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -93,11 +93,15 @@ def _grade_in_child(request, out_fd: int) -> None:
     try:  # not dumpable, as its parent: nothing it starts can ptrace it or read its memory or descriptors
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        with open(out_fd, "wb", buffering=0) as pipe:
-            progress.sink = lambda said: pipe.write(json.dumps({"progress": said.model_dump()}).encode() + b"\n")
+        with open(out_fd, "wb") as pipe:  # buffered: every line is written whole, a signal or not
+            def say(line: dict) -> None:
+                pipe.write(json.dumps(line).encode() + b"\n")
+                pipe.flush()
+
+            progress.sink = lambda said: say({"progress": said.model_dump()})
             name, text, code = outcome(request)
             progress.sink = None
-            pipe.write(json.dumps({"name": name, "text": text}).encode() + b"\n")
+            say({"name": name, "text": text})
     finally:
         os._exit(code)
 

@@ -276,6 +276,10 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
 
 
 def _extend(curves: dict[str, list], history: dict) -> None:
-    """Append one fit's per-epoch metrics to ``curves`` (a warm-up's, then the rest's)."""
-    for key, values in history.items():
-        curves.setdefault(key, []).extend(float(v) for v in values)
+    """Append one fit's per-epoch metrics to ``curves`` (a warm-up's, then the rest's), epoch by epoch: a metric
+    only one of the fits reports (the warm-up compiles with the course's metrics) is NaN in the other's epochs."""
+    done = max((len(v) for v in curves.values()), default=0)
+    epochs = max((len(v) for v in history.values()), default=0)
+    for key in set(curves) | set(history):
+        curves.setdefault(key, [float("nan")] * done).extend(
+            float(v) for v in history.get(key, [float("nan")] * epochs))

@@ -190,7 +190,8 @@ def layer_table(model, expected: Sequence[Layer], input_shape: tuple[int, ...] |
         want_params = [None] * len(expected)
     first = _first_difference(observed, expected)
     rows = []
-    for i in range(max(len(expected), len(observed))):
+    count = max(len(expected), len(observed))
+    for i in range(min(count, MAX_ROWS)):
         want = expected[i] if i < len(expected) else None
         got = observed[i] if i < len(observed) else None
         rows.append(LayerRow(
@@ -201,7 +202,12 @@ def layer_table(model, expected: Sequence[Layer], input_shape: tuple[int, ...] |
             received_params=got.params if got is not None else None,
             differs=first is not None and first[0] == i,
         ))
+    if count > MAX_ROWS:  # a report carries a bounded table: the rest is counted, not listed
+        rows.append(LayerRow(position=MAX_ROWS + 1, expected=None, received=f"... and {count - MAX_ROWS} more layers"))
     return rows
+
+
+MAX_ROWS = 200  # rows of a layer table (protocol.report.MAX_LAYERS is the report's bound)
 
 
 def check_architecture(model, expected: Sequence[Layer], input_shape: tuple[int, ...] | None = None) -> str:
@@ -235,20 +241,23 @@ def check_parameters(model, expected: Sequence[Layer], input_shape: tuple[int, .
         return Verdict(f"{got_total:,} parameters, as expected.", rows)
     total = f"Total: expected {want_total:,}, received {got_total:,}."
     first = _first_difference(observed, expected)
-    if first is not None:
-        i = first[0]
-        if i >= len(observed):
-            raise CheckFailed(f"Layer {i + 1}: expected {expected[i]} ({want_each[i]:,} parameters). Received: "
-                              f"nothing, the model ends after layer {len(observed)}. {total}", layers=rows)
-        got = observed[i]
-        if i >= len(expected):
-            raise CheckFailed(f"{got.label()}: expected no layer here. Received: a {got.kind} with {got.params:,} "
-                              f"parameters. {total}", layers=rows)
-    else:
-        i = next((i for i, (n, got) in enumerate(zip(want_each, observed, strict=False)) if got.params != n), None)
-        if i is None:
-            raise CheckFailed(f"Expected {want_total:,} parameters in total. Received: {got_total:,}.", layers=rows)
-        got = observed[i]
+    count = max(len(expected), len(observed))
+
+    def differs(i: int) -> bool:
+        return (want_each[i] if i < len(expected) else None) != (observed[i].params if i < len(observed) else None)
+
+    # the layer the architecture check names, when its count is off too; else the first whose count is
+    order = ([first[0]] if first is not None else []) + list(range(count))
+    i = next((i for i in order if differs(i)), None)
+    if i is None:
+        raise CheckFailed(f"Expected {want_total:,} parameters in total. Received: {got_total:,}.", layers=rows)
+    if i >= len(observed):
+        raise CheckFailed(f"Layer {i + 1}: expected {expected[i]} ({want_each[i]:,} parameters). Received: "
+                          f"nothing, the model ends after layer {len(observed)}. {total}", layers=rows)
+    got = observed[i]
+    if i >= len(expected):
+        raise CheckFailed(f"{got.label()}: expected no layer here. Received: a {got.kind} with {got.params:,} "
+                          f"parameters. {total}", layers=rows)
     raise CheckFailed(f"{got.label()}: expected {want_each[i]:,} parameters (as {expected[i]} has). Received: "
                       f"{got.params:,}. {total}", layers=rows)
 
