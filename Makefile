@@ -73,7 +73,7 @@ bundle: $(STAMP)
 # Real grades are shared across the run (tests/conftest.py `graded`); `-m "not slow"` leaves out every test that
 # grades end to end or trains.
 test: setup lint $(CHROMIUM) $(POSTGRES)
-	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto --dist worksteal
+	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto --dist worksteal --durations=20
 
 clean:
 	rm -rf $(VENV) build

@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.console import Console
 
-from deepgrade.cli import main, render
+from deepgrade.cli import render
 from deepgrade.feedback import check_html, check_text, figures, page
 from deepgrade.protocol import CheckResult, Curves, LayerRow, Report
 
@@ -111,29 +111,20 @@ def test_a_real_grade_points_both_layer_checks_at_the_same_layer_and_draws_its_t
 
 
 @pytest.mark.slow
-def test_check_writes_the_feedback_page(tmp_path, make_submission, capsys):
-    out = tmp_path / "feedback.html"
-    code = main(["check", "mlp", str(make_submission("mlp", "no_dropout")), "--seed", "1", "--html", str(out)])
-    assert code == 1
-    html = out.read_text()
-    assert html.startswith("<!DOCTYPE html>") and html.count("class='dg-feedback dg-check") == 3
-    assert "dg-differs" in html and len(images(html)) == 3 and "trained with seed 1" in html
-    assert "feedback written to" in capsys.readouterr().err
-
-
-@pytest.mark.slow
-def test_check_shows_each_step_on_a_terminal(make_submission):
-    """On a terminal `deepgrade check` draws its progress: the sandbox, loading, each epoch, the evaluation."""
+def test_check_shows_each_step_on_a_terminal_and_writes_the_feedback_page(make_submission, tmp_path):
+    """On a terminal `deepgrade check` draws its progress: the sandbox, loading, each epoch, the evaluation;
+    `--html` writes the feedback page."""
     import os
     import pty
     import subprocess
     import sys
     from pathlib import Path
 
+    out = tmp_path / "feedback.html"
     leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "deepgrade"), "check", "mlp",
-                             str(make_submission("mlp", "correct")), "--seed", "1"],
+                             str(make_submission("mlp", "no_dropout")), "--seed", "1", "--html", str(out)],
                             stdin=subprocess.DEVNULL, stdout=follower, stderr=follower, env=env, close_fds=True)
     os.close(follower)
     seen = bytearray()
@@ -146,11 +137,14 @@ def test_check_shows_each_step_on_a_terminal(make_submission):
             break
         seen += chunk
     os.close(leader)
-    assert proc.wait(timeout=300) == 0
+    assert proc.wait(timeout=300) == 1  # a check failed
     text = seen.decode(errors="replace")
     for step in ("running the notebook in its sandbox", "loading the model", "training: epoch 1/3",
-                 "training: epoch 3/3", "measuring accuracy on the test set", "PASS"):
+                 "training: epoch 3/3", "measuring accuracy on the test set", "FAIL", "feedback written to"):
         assert step in text, step
+    html = out.read_text()
+    assert html.startswith("<!DOCTYPE html>") and html.count("class='dg-feedback dg-check") == 3
+    assert "dg-differs" in html and len(images(html)) == 3 and "trained with seed 1" in html
 
 
 @pytest.mark.slow
