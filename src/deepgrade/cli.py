@@ -318,11 +318,13 @@ def render(report, console: Console | None = None) -> None:
         table.add_row(c.name, f"{c.points:g} / {c.max_points:g}", f"{mark} {escape(message)}{where}")
     console.print(table)
     env = report.environment
-    trained = any(c.trains for c in report.checks) and "train_seconds" in env  # the seed means nothing otherwise
+    from .feedback.html import trained
+
+    seeded = any(c.trains for c in report.checks) and trained(report)  # the seed means nothing otherwise
     console.print(
         f"score {report.score:g} / {report.max_score:g}"
         + (f"  (trained with seed {env['seed']}, {env.get('device', '?')}, keras "
-           f"{env.get('versions', {}).get('keras', '?')})" if "seed" in env and trained else "")
+           f"{env.get('versions', {}).get('keras', '?')})" if seeded else "")
     )
     if env.get("isolation", "bubblewrap") != "bubblewrap":
         from .sandbox.jail import why_not_isolated

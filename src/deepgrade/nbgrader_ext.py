@@ -42,6 +42,8 @@ def verdict_output(result: CheckResult) -> NotebookNode:
 
 
 def fill_test_cells(nb: NotebookNode, report: Report) -> None:
+    from .feedback.html import trained
+
     by_name = {c.name: c for c in report.checks}
     env = report.environment
     for cell in nb.cells:
@@ -55,7 +57,7 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
         cell.outputs = [verdict_output(result)]
         if env.get("isolation", "bubblewrap") != "bubblewrap":
             cell.outputs.append(_unisolated_note(env["isolation"]))
-        if result.trains and "seed" in env and "train_seconds" in env:  # the seed means something only here
+        if result.trains and trained(report):  # the seed means something only here
             cell.outputs.append(nbformat.v4.new_output(
                 "stream", name="stdout",
                 text=f"(graded with seed {env['seed']} on {env.get('device')}, profile {report.profile})\n"))

@@ -92,7 +92,7 @@ class _Session:
     def __init__(self):
         self.worker = None
         self.started_for: tuple | None = None
-        self.reports: collections.OrderedDict[tuple, object] = collections.OrderedDict()
+        self.builds: collections.OrderedDict[tuple, _Graded] = collections.OrderedDict()
         atexit.register(self.close)
 
     def grader(self, course):
@@ -115,10 +115,30 @@ class _Session:
             self.worker.close()
             self.worker = None
 
-    def remember(self, key: tuple, report) -> None:
-        self.reports[key] = report
-        while len(self.reports) > CACHED:
-            self.reports.popitem(last=False)
+    def graded(self, key: tuple) -> "_Graded":
+        """What is known of one build (``key``): kept for the last :data:`CACHED` builds."""
+        if key not in self.builds:
+            self.builds[key] = _Graded()
+            while len(self.builds) > CACHED:
+                self.builds.popitem(last=False)
+        self.builds.move_to_end(key)
+        return self.builds[key]
+
+
+class _Graded:
+    """One build's reports, by check: the structural grade's, then each training run's."""
+
+    def __init__(self):
+        self.reports: dict[str, object] = {}
+        self.deferred: list[str] | None = None  # None: not graded yet
+        self.together: list[str] = []
+
+    def add(self, report) -> None:
+        for result in report.checks:
+            self.reports[result.name] = report
+        if self.deferred is None:
+            self.deferred = list(report.environment.get("deferred", []))
+            self.together = list(report.environment.get("trains_together", []))
 
 
 SESSION = _Session()
@@ -178,17 +198,14 @@ def _verdict(exercise, name, build_fn, options, profile, seed, namespace, progre
         seed = seed_from_environment()
     with tempfile.TemporaryDirectory(prefix="deepgrade-check-") as tmp:
         submission, built = _build(ex, build_fn, options, namespace, Path(tmp))
-        key = (exercise, profile, seed, worker_environment(), built)
-        report = SESSION.reports.get((*key, True))
-        if report is None:
-            report = SESSION.reports.get((*key, False))
-            if report is None or name in report.environment.get("deferred", []):
-                train = report is not None  # the structural checks first; the training ones when asked for
-                report = _grade(course, exercise, submission, profile, seed, train, progress)
-                if name in report.environment.get("deferred", []):
-                    report = _grade(course, exercise, submission, profile, seed, True, progress)
-                SESSION.remember((*key, not report.environment.get("deferred")), report)
-    result = report.check(name)
+        graded = SESSION.graded((exercise, profile, seed, worker_environment(), built))
+        if name not in graded.reports and graded.deferred is None:  # this build's checks that do not train
+            graded.add(_grade(course, exercise, submission, profile, seed, None, progress))
+        if name not in graded.reports and name in (graded.deferred or ()):  # a check that trains: its run
+            only = graded.together if name in graded.together else [name]
+            graded.add(_grade(course, exercise, submission, profile, seed, only, progress))
+    report = graded.reports.get(name)
+    result = report.check(name) if report is not None else None
     if result is None:
         raise CheckFailed(f"No result for the check {name!r} of {exercise!r}.")
     return Verdict(report, result, plots=name == first_training_check(report))
@@ -277,12 +294,14 @@ def _hint(exc: BaseException) -> str:
     return f" {found}" if found else ""
 
 
-def _grade(course, exercise: str, submission, profile, seed, train: bool, progress):
+def _grade(course, exercise: str, submission, profile, seed, only: list[str] | None, progress):
     """The trusted grader's report, from its own jail (or, where no jail can be made, its own process; the
-    report then says it was not isolated). Never computed in the student's kernel."""
+    report then says it was not isolated). Never computed in the student's kernel. ``only``: None for the
+    checks that do not train (the others deferred), else the training checks to grade (one run)."""
     try:
         worker = SESSION.grader(course)
-        report = worker.grade(exercise, submission, profile=profile, seed=seed, train=train, on_progress=progress)
+        report = worker.grade(exercise, submission, profile=profile, seed=seed, only=only, train=only is not None,
+                              on_progress=progress)
     except DeepgradeError:
         SESSION.close()
         raise

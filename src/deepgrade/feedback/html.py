@@ -43,10 +43,16 @@ def _points(value: float) -> str:
     return f"{value:g}"
 
 
+def trained(report: Report) -> bool:
+    """Whether the grader trained a model for this report (then, and only then, its seed means something)."""
+    env = report.environment
+    return "seed" in env and bool(env.get("trained") or "train_seconds" in env)
+
+
 def seed_note(report: Report, result: CheckResult) -> str:
     """``trained with seed 7 (cpu, smoke profile)`` for a check that trained; '' for the others."""
     env = report.environment
-    if not result.trains or "seed" not in env or "train_seconds" not in env:  # no training ran: no seed to show
+    if not result.trains or not trained(report):  # no training ran (a stub, a structural check): no seed to show
         return ""
     return f"trained with seed {env['seed']} ({env.get('device', '?')}, {report.profile} profile)"
 

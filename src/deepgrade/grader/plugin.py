@@ -79,9 +79,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if problem:
         run.problem = problem
         raise pytest.UsageError(problem)
-    run.trains = {check_name(item.name) for item in items if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))}
+    fixtures = {check_name(item.name): set(getattr(item, "fixturenames", ())) for item in items}
+    run.trains = {name for name, used in fixtures.items() if TRAINING_FIXTURES & used}
     if not run.train:  # structural checks only (a notebook's first check cells): the training ones wait
         run.environment["deferred"] = [name for name in run.checks if name in run.trains]
+        # the checks that share the session's one training run (accuracy and gap): graded together later
+        run.environment["trains_together"] = [name for name in run.checks if "training" in fixtures.get(name, ())]
         run.checks = [name for name in run.checks if name not in run.trains]
     wanted = {f"test_{name}" for name in run.checks}
     keep = [item for item in items if item.name in wanted]
@@ -179,8 +182,10 @@ def train(grading: GradingRun, task):
 
     def run(model, prepare=None, options=None, warmup=None):
         check_io(model, task.num_classes)
-        return train_and_evaluate(model, grading.profile, grading.exercise.compile, grading.seed, task=task,
+        done = train_and_evaluate(model, grading.profile, grading.exercise.compile, grading.seed, task=task,
                                   options=options, prepare=prepare, warmup=warmup)
+        grading.environment["trained"] = True  # the seed now means something (shown beside training checks)
+        return done
 
     return run
 

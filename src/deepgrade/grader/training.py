@@ -153,13 +153,15 @@ def seed_everything(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-MONITOR_SIZE = 2000  # images the validation curves of the feedback are measured on
+MONITOR_SIZE = 2000  # images the validation curves of the feedback are measured on: at most this many,
+MONITOR_SHARE = 5    # and at most one for every 5 training images (measuring must not cost more than training)
 
 
 def training_data(profile: Profile, seed: int, task: Task = Task(), *, monitor: bool = False):
     """The seeded training subset and the test set, both restricted to the task's classes (relabelled).
 
-    ``monitor``: also a sample of up to :data:`MONITOR_SIZE` images to draw the validation curves on (training
+    ``monitor``: also a sample of up to :data:`MONITOR_SIZE` images (one per :data:`MONITOR_SHARE` training
+    images) to draw the validation curves on (training
     images the subset left out, else test images; never used to grade) and what it is, as a 7-tuple.
     """
     from . import data
@@ -181,11 +183,12 @@ def training_data(profile: Profile, seed: int, task: Task = Task(), *, monitor: 
         return x, y, x_test, y_test
     left = np.setdiff1d(np.flatnonzero(np.isin(train.y, task.classes)), index)
     pick = np.random.default_rng(seed + 2)
+    size = max(1, min(MONITOR_SIZE, len(x) // MONITOR_SHARE))
     if len(left):
-        chosen = np.sort(pick.permutation(left)[:MONITOR_SIZE])
+        chosen = np.sort(pick.permutation(left)[:size])
         x_mon, y_mon, said = train.x[chosen], relabel[train.y[chosen]], "training images the grader did not train on"
     else:
-        chosen = np.sort(pick.permutation(len(x_test))[:MONITOR_SIZE])
+        chosen = np.sort(pick.permutation(len(x_test))[:size])
         x_mon, y_mon, said = x_test[chosen], y_test[chosen], "test images (the whole training set was used)"
     return x, y, x_test, y_test, x_mon, y_mon, f"{len(chosen):,} {said}"
 
