@@ -3,7 +3,6 @@
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 from conftest import REPO
 
@@ -70,14 +69,19 @@ def test_a_wrong_model_fails_every_check_cell_and_run_all_goes_on(make_submissio
     assert "Dense &#x27;dense_1&#x27; (units=256, activation=&#x27;relu&#x27;) &larr; first difference" in table
 
 
-def test_under_nbgrader_execution_a_failing_check_raises(make_submission, monkeypatch):
-    """nbgrader's own execution (validate, or an autograde without deepgrade's step) must see the failure."""
+def test_under_nbgrader_execution_a_failing_check_raises(monkeypatch, capsys):
+    """nbgrader's own execution (validate, or an autograde without deepgrade's step) must see a failure: there,
+    and only there, a FAIL verdict raises. (A check of an exercise the course lacks fails before any grading.)"""
+    from deepgrade.errors import CheckFailed
+    from deepgrade.notebook_checks import check
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert check("no_such_exercise", "architecture", lambda: None) is None
+    assert capsys.readouterr().out.startswith("FAIL architecture (0 / 0): Unknown exercise: expected one of cnn, mlp")
     monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
-    nb = nbformat.read(make_submission("mlp", "wrong_layer"), as_version=4)
-    cell(nb, "accuracy").source = "pass  # not trained here"
-    with pytest.raises(CellExecutionError) as info:
-        run(nb, REPO / "exercises" / "mlp")
-    assert "CheckFailed" in str(info.value) and "expected Dropout(rate=0.4). Received: Dense." in str(info.value)
+    with pytest.raises(CheckFailed, match=r"^FAIL architecture \(0 / 0\): Unknown exercise: expected one of cnn, mlp"):
+        check("no_such_exercise", "architecture", lambda: None)
 
 
 def test_one_grader_run_serves_every_check_cell(monkeypatch):

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import REPO
 from deepgrade.quiz import FREE, AnswerFormatError, load_bank, make_quiz, parse, write_html
@@ -174,8 +175,8 @@ def test_progress_is_kept_in_the_browser_and_reset_clears_it(browser, tmp_path):
                                   "attempts": [1, 2, 0, 0, 0, 0, 0], "first": [True, False, None, None, None, None, None],
                                   "score": 1}
 
-    page.reload()
-    assert score in page.locator("#score").text_content()
+    page.reload(wait_until="load")
+    expect(page.locator("#score")).to_contain_text(score)  # restored by the page's script (waits for it)
     assert page.locator("#q1 input.answer").input_value() == "10 7; 8 12"
     assert page.locator("#q1 .feedback").text_content() == "Correct."
     assert page.locator("#q2 .attempts").text_content().startswith("Attempts: 2")
@@ -194,18 +195,19 @@ def test_progress_is_kept_in_the_browser_and_reset_clears_it(browser, tmp_path):
     assert score in other.locator("#score").text_content()
     other.close()
 
-    page.reload()
+    page.reload(wait_until="load")
+    expect(page.locator("#score")).to_contain_text(score)
     page.once("dialog", lambda d: d.dismiss())
     page.locator("#reset").click()
-    assert score in page.locator("#score").text_content()  # cancelled: nothing cleared
+    expect(page.locator("#score")).to_contain_text(score)  # cancelled: nothing cleared
     page.once("dialog", lambda d: d.accept())
     page.locator("#reset").click()
     assert "Score: 0 / 7 (0 of 7 answered)" in page.locator("#score").text_content()
     assert page.locator("#q1 input.answer").input_value() == "" and page.locator("#q1 .feedback").text_content() == ""
     assert page.locator("#q1 .explanation").is_hidden() and page.locator("#q2 .attempts").is_hidden()
     assert saved(page, alice) is None
-    page.reload()
-    assert "Score: 0 / 7 (0 of 7 answered)" in page.locator("#score").text_content()
+    page.reload(wait_until="load")
+    expect(page.locator("#score")).to_contain_text("Score: 0 / 7 (0 of 7 answered)")
     assert check(page, 1, "10 7; 8 12") == "Correct."  # a fresh start: the first try counts again
     assert "Score: 1 / 7 (1 of 7 answered)" in page.locator("#score").text_content()
     context.close()
