@@ -82,6 +82,7 @@ class GraderWorker:
 
     def _launch(self):
         from ..sandbox import GRADER, Limits, jail
+        from ..sandbox.running import Running
 
         gpu = self.jailed and jail.has_gpu_devices()
         limits = GRADER if not gpu else Limits.of("grader", memory_limit_mb=0)  # CUDA reserves huge address space
@@ -104,7 +105,7 @@ class GraderWorker:
                        TMPDIR=os.environ.get("TMPDIR", "/tmp"))
             env.pop("MPLCONFIGDIR")
             spec = jail.Jail(argv=argv, cwd=str(self.course.root), env=env, limits=limits)
-            return jail.Running(spec, max_frame=max_frame, jailed=False)
+            return Running(spec, max_frame=max_frame, jailed=False)
         from .data import SUBDIR, VERIFIED_ENV, install
 
         env.update({"KERAS_HOME": KERAS_HOME, VERIFIED_ENV: "1"})  # install() verifies them now, below
@@ -114,7 +115,7 @@ class GraderWorker:
             mounts.append(jail.Mount(base, str(base)))
         spec = jail.Jail(argv=[*argv, "--jailed"], cwd=INSIDE, env=env, limits=limits, mounts=mounts, gpu=gpu)
         try:
-            return jail.Running(spec, max_frame=max_frame)
+            return Running(spec, max_frame=max_frame)
         except OSError as exc:
             raise GraderError(f"Could not start the grader's sandbox (bubblewrap): {exc}.") from exc
 

@@ -1,7 +1,8 @@
 """A bubblewrap jail: one command run as an unprivileged user in its own namespaces, seeing only what is bound.
 
 :func:`command` turns a :class:`Jail` (what to run, what it sees, its :class:`~.policy.Limits`) into the
-bubblewrap command; :func:`run` runs it and returns a :class:`Ran`. The jail gets
+bubblewrap command; :func:`run` runs it and returns a :class:`Ran` (:mod:`.running` keeps one up to talk to).
+The jail gets
 
 - its own user, pid, ipc, uts, net, mount and cgroup namespaces (``--unshare-all``), uid/gid 65534 inside,
   and, when started by root, a host uid of its own (so RLIMIT_NPROC holds: root is exempt);
@@ -23,7 +24,6 @@ import contextlib
 import functools
 import json
 import os
-import queue
 import resource
 import secrets
 import shutil
@@ -247,12 +247,12 @@ def _own_processes(uid: int) -> int:
 
 def run(jail: Jail, *, python: bool = True) -> Ran:
     """Run ``jail`` to its end or its limits; never raises for what happens inside. OSError if it cannot start."""
-    with _launch(jail, python=python, stdin=False) as (proc, result_fd, start):
+    with launched(jail, python=python, stdin=False) as (proc, result_fd, start):
         return _collect(proc, result_fd, jail.limits, start)
 
 
 @contextlib.contextmanager
-def _launch(jail: Jail, *, python: bool, stdin: bool):
+def launched(jail: Jail, *, python: bool, stdin: bool):
     """Start ``jail`` (bubblewrap through :mod:`.launch`); yield the process, the read end of its result pipe
     and its start time. The staging folder lives as long as the context. OSError if it cannot start."""
     bwrap = bwrap_path()
@@ -286,7 +286,7 @@ def _launch(jail: Jail, *, python: bool, stdin: bool):
                 yield proc, result_read, start
             finally:
                 result_read = -1  # the reader owns it now
-                _kill_group(proc)
+                kill_group(proc)
     except BaseException:
         for fd in (result_read, result_write):
             if fd >= 0:
@@ -297,7 +297,7 @@ def _launch(jail: Jail, *, python: bool, stdin: bool):
         raise
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def kill_group(proc: subprocess.Popen) -> None:
     if proc.returncode is not None:  # reaped: its pid (and group id) may belong to another process by now
         return
     try:
@@ -306,106 +306,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-class Running:
-    """A jail that stays up to be talked to (a persistent grader, a warm student process): frames go in on its
-    stdin and come back on its result pipe, each at most ``max_frame`` bytes; its output keeps the last
-    ``limits.output_kb``. Without bubblewrap (``jailed=False``) the same conversation runs with a plain
-    subprocess (``argv`` in the spec's ``cwd``, the jail's resource limits but not its namespaces). Close kills
-    it."""
-
-    def __init__(self, spec: Jail, *, max_frame: int, max_total: int | None = None, jailed: bool = True):
-        self.limits = spec.limits
-        self._stack = contextlib.ExitStack()
-        if jailed:
-            self.proc, result_fd, self.started = self._stack.enter_context(_launch(spec, python=True, stdin=True))
-        else:
-            self.proc, result_fd, self.started = self._plain(spec)
-        self.output = _Reader(_own(self.proc), self.limits.output_kb * 1024, tail=True)
-        self.output.start()
-        self.frames: queue.Queue = queue.Queue()
-        self._reader = threading.Thread(target=self._read_frames, args=(result_fd, max_frame, max_total), daemon=True)
-        self._reader.start()
-
-    def _plain(self, spec: Jail):
-        result_read, result_write = os.pipe()
-        try:
-            proc = subprocess.Popen(spec.argv, cwd=spec.cwd, env={**spec.env, RESULT_FD_ENV: str(result_write)},
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True, pass_fds=(result_write,),
-                                    preexec_fn=limits_outside(spec.limits))
-        finally:
-            os.close(result_write)
-        self._stack.callback(_kill_group, proc)
-        return proc, result_read, time.monotonic()
-
-    def _read_frames(self, fd: int, max_frame: int, max_total: int | None) -> None:
-        """Frames from the result pipe into :attr:`frames`, each with its arrival time; None at its end. A
-        malformed or oversized frame, or more than ``max_total`` bytes in all (headers included), ends the
-        conversation: the jail is killed."""
-        total = 0
-        with open(fd, "rb", buffering=1 << 16) as pipe:
-            while True:
-                header = pipe.readline(4096)
-                if not header:
-                    break
-                try:
-                    head = json.loads(header)
-                    name, size = head["name"], head["size"]
-                    if not isinstance(name, str) or not isinstance(size, int) or not 0 <= size <= max_frame:
-                        raise ValueError(f"frame of {size} bytes")
-                    total += len(header) + size
-                    if max_total is not None and total > max_total:
-                        raise ValueError(f"{total} bytes in all")
-                except (ValueError, KeyError, TypeError):
-                    self.frames.put(("", b"malformed or oversized frames", time.monotonic()))
-                    self.kill()
-                    break
-                data = pipe.read(size)
-                if len(data) < size:
-                    break
-                self.frames.put((name, data, time.monotonic()))
-        self.frames.put(None)
-
-    def send(self, data: bytes) -> bool:
-        """Write to the jail's stdin; False when it no longer reads."""
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-            return True
-        except (OSError, ValueError):
-            return False
-
-    def receive(self, timeout: float | None) -> tuple[str, bytes, float] | None:
-        """The next frame (name, data, when it arrived); None when the pipe ended; TimeoutError when none came
-        within ``timeout`` s. A name of "" says the frames broke a cap (the jail is killed)."""
-        try:
-            return self.frames.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        return bytes(self.output.data).decode("utf-8", "replace")
-
-    def kill(self) -> None:
-        _kill_group(self.proc)
-
-    def close(self) -> None:
-        self.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._stack.close()
-        try:
-            self.proc.stdin.close()
-        except (OSError, ValueError):
-            pass
-
-
-def _own(proc: subprocess.Popen) -> int:
+def own_stdout(proc: subprocess.Popen) -> int:
     """The process's stdout as a descriptor of the reader's own (which closes it): the Popen object's file
     is closed now, so it can never close a reused descriptor number later."""
     fd = os.dup(proc.stdout.fileno())
@@ -413,7 +314,7 @@ def _own(proc: subprocess.Popen) -> int:
     return fd
 
 
-class _Reader(threading.Thread):
+class PipeReader(threading.Thread):
     """Reads a pipe to its end, keeping at most ``keep`` bytes; ``over()`` is called once when it has more."""
 
     def __init__(self, fd: int, keep: int, over=None, *, tail: bool = False):
@@ -444,10 +345,10 @@ def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits, start: floa
     def kill(reason: str | None = None) -> None:
         if reason and not stopped:
             stopped.append(reason)
-        _kill_group(proc)
+        kill_group(proc)
 
-    output = _Reader(_own(proc), limits.output_kb * 1024)
-    returned = _Reader(result_fd, limits.return_mb * 2**20, over=lambda: kill("returned"))
+    output = PipeReader(own_stdout(proc), limits.output_kb * 1024)
+    returned = PipeReader(result_fd, limits.return_mb * 2**20, over=lambda: kill("returned"))
     output.start()
     returned.start()
     try:

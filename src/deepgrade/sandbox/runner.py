@@ -31,6 +31,7 @@ from ..errors import GraderError
 from ..protocol import ChildRequest, ChildResult, Outcome, Submission, files
 from . import jail
 from .policy import STUDENT, Limits
+from .running import Running
 
 WORKDIR = "/home/student"  # the child's working directory inside the jail (a size-capped tmpfs)
 
@@ -149,7 +150,7 @@ class WarmStudent:
     def __init__(self, limits: Limits, base: Path | None):
         self.limits, self.base = limits, base
         cap = limits.return_mb * 2**20
-        self.running = _start(jail.Running, _student_jail(limits, base, wait=True), max_frame=cap, max_total=cap)
+        self.running = _start(Running, _student_jail(limits, base, wait=True), max_frame=cap, max_total=cap)
 
     def fits(self, limits: Limits, base: Path | None) -> bool:
         return self.limits == limits and self.base == base and self.running.alive()
