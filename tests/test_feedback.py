@@ -25,7 +25,7 @@ CURVES = Curves(history={"loss": [1.0, 0.6, 0.5], "accuracy": [0.6, 0.77, 0.8], 
 def report(training=CURVES) -> Report:
     long = "Layer 2 (Dense 'dense_1'): expected Dropout(rate=0.4). Received: Dense. <script>alert(1)</script> " * 5
     return Report(exercise="mlp", profile="smoke", training=training, environment={"seed": 7, "device": "cpu",
-                  "train_seconds": 3.1}, checks=[
+                  "trained": True}, checks=[
         CheckResult(name="architecture", passed=False, points=0, max_points=2, message=long, layers=ROWS),
         CheckResult(name="parameters", passed=True, points=1, max_points=1, message="269,322 parameters"),
         CheckResult(name="accuracy", passed=True, points=2, max_points=2, message="test accuracy 0.82", trains=True)])

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import habits
-from .errors import CheckFailed, ConfigError, DeepgradeError, said
+from .errors import CheckFailed, ConfigError, DeepgradeError, StudentCodeError, said
 
 SEED_ENV = "DEEPGRADE_SEED"  # fixes the seed of the in-notebook checks (to reproduce a run, or in tests)
 CACHED = 16  # reports kept per kernel
@@ -261,15 +261,12 @@ def _options(fn, name: str) -> tuple[dict | None, str | None]:
         value = fn()
     except Exception as exc:  # noqa: BLE001 - the student's code
         return None, f"{name}() raised {said(exc)}{_hint(exc)}"
-    if value is not None and not isinstance(value, dict):
-        return None, (f"{name}() returned a {type(value).__name__}; expected a dict of options (plain numbers, "
-                      "strings and booleans) or None.")
+    from .protocol import options_json
+
     try:
-        return json.loads(json.dumps(value, allow_nan=False)), None
-    except (TypeError, ValueError) as exc:
-        return None, (f"{name}() returned options that are not plain data ({exc}); expected a dict of numbers, "
-                      "strings and booleans: the grader builds callbacks itself, so return their settings, not "
-                      "keras.callbacks objects.")
+        return json.loads(options_json(value, name)), None
+    except StudentCodeError as exc:
+        return None, exc.message
 
 
 def _canonical(config: bytes) -> bytes:
@@ -338,11 +335,13 @@ class _Display:
         if not self.ipython:
             print(f"... {said.text()}", flush=True)
             return
+        from html import escape
+
         from IPython.display import HTML, display
 
         bar = (f"<progress value='{said.epoch}' max='{said.epochs}' style='width: 12em'></progress> "
                if said.epoch is not None and said.epochs else "")
-        shown = HTML(f"<div class='dg-progress'>{bar}{_escape(said.text())}</div>")
+        shown = HTML(f"<div class='dg-progress'>{bar}{escape(said.text())}</div>")
         if self.handle is None:
             self.handle = display(shown, display_id=True)
         else:
@@ -359,11 +358,6 @@ class _Display:
         else:
             self.handle.update(verdict)
 
-
-def _escape(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 def seed_from_environment() -> int | None:

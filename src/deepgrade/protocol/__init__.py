@@ -7,7 +7,7 @@ Both sides import it; it imports neither (and no Keras).
 from . import files
 from .child import ChildRequest, ChildResult, Outcome
 from .modelfile import inspect_archive, refuse_unsafe
-from .options import EarlyStopping, FitOptions, parse_options
+from .options import EarlyStopping, FitOptions, options_json, parse_options
 from .progress import Progress
 from .report import CheckResult, Curves, LayerRow, Report
 from .request import GradeRequest
@@ -15,5 +15,5 @@ from .submission import Submission
 
 __all__ = [
     "CheckResult", "ChildRequest", "Curves", "LayerRow", "ChildResult", "EarlyStopping", "FitOptions", "GradeRequest", "Outcome", "Progress", "Report", "Submission",
-    "files", "inspect_archive", "parse_options", "refuse_unsafe",
+    "files", "inspect_archive", "options_json", "parse_options", "refuse_unsafe",
 ]

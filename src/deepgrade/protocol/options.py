@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -49,3 +50,17 @@ def parse_options(raw: dict | None, entry: str = "fit_options") -> FitOptions:
             "{'validation_split': 0.2, 'early_stopping': {'monitor': 'val_loss', 'patience': 3, "
             "'restore_best_weights': True}}, or {} for none."
         ) from None
+
+
+def options_json(value: Any, name: str = "fit_options") -> str:
+    """What the notebook's options function returned, as the JSON that travels beside the model (validated by
+    the grader); StudentCodeError, worded for the student, when it is not None or a dict of plain data."""
+    if value is not None and not isinstance(value, dict):
+        raise StudentCodeError(f"{name}() returned a {type(value).__name__}; expected a dict of options "
+                               "(plain numbers, strings and booleans) or None.")
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StudentCodeError(f"{name}() returned options that are not plain data ({exc}); expected a dict of "
+                               "numbers, strings and booleans: the grader builds callbacks itself, "
+                               "so return their settings, not keras.callbacks objects.") from None

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 from ..course.notebooks import runs_in_sandbox
-from ..errors import said
+from ..errors import StudentCodeError, said
 from ..habits import hint_for
-from ..protocol import ChildRequest, ChildResult, Outcome, files
+from ..protocol import ChildRequest, ChildResult, Outcome, files, options_json
 
 STARTED = time.monotonic()  # for a warm jail: how long its warm-up took (Python's start is near this)
 NOT_DONE = ("The exercise is not done yet: replace `raise NotImplementedError(...)` in {entry}() "
@@ -94,15 +94,10 @@ def _options(shell, name: str, out: Path) -> Outcome:
         value = fn()
     except BaseException as exc:  # noqa: BLE001
         return Outcome(ename=type(exc).__name__, message=f"{name}() raised {said(exc)}. {hint_for(exc) or ''}".rstrip())
-    if value is not None and not isinstance(value, dict):
-        return Outcome(message=f"{name}() returned a {type(value).__name__}; expected a dict of options "
-                               "(plain numbers, strings and booleans) or None.")
     try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return Outcome(message=f"{name}() returned options that are not plain data ({exc}); expected a dict of "
-                               "numbers, strings and booleans: the grader builds callbacks itself, "
-                               "so return their settings, not keras.callbacks objects.")
+        text = options_json(value, name)
+    except StudentCodeError as exc:
+        return Outcome(message=exc.message)
     out.write_text(text)
     return Outcome(ok=True)
 
