@@ -320,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     from importlib import metadata
 
     from deepgrade.course import load_course
+    from deepgrade.grader.environment import package_version
 
     course = load_course(REPO)
     n = len(args.exercises) * args.per_exercise
@@ -328,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"machine: {os.cpu_count()} CPUs (os.cpu_count), {platform.machine()}, {platform.platform()}, "
           f"Python {platform.python_version()}, keras {metadata.version('keras')}, "
-          f"tensorflow {next((metadata.version(d) for d in ('tensorflow-cpu', 'tensorflow') if _has(d)), '?')}, "
+          f"tensorflow {next((package_version(d) for d in ('tensorflow-cpu', 'tensorflow') if package_version(d)), '?')}, "
           f"nbgrader {metadata.version('nbgrader')}")
     print(f"settings: exercises {' '.join(args.exercises)}; {args.per_exercise} per exercise (N={n}); "
           f"workers {','.join(map(str, args.workers))}; seed {args.seed}; profile {args.profile}; "
@@ -346,15 +347,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal benchmark time: {time.monotonic() - began:.0f} s")
     return 0
 
-
-def _has(dist: str) -> bool:
-    from importlib import metadata
-
-    try:
-        metadata.version(dist)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def class_part(course, args, scratch: Path, n: int) -> None:

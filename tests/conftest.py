@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -84,9 +85,11 @@ def by_name(report):
 
 @pytest.fixture(scope="session")
 def graded(course, make_submission, tmp_path_factory):
-    """graded(exercise, answer, seed=1, profile="smoke") -> the Report of a real grade: the answer's notebook run
-    in the student's jail, every check graded by the trusted grader (in this worker, sparing a second TensorFlow
-    start per grade; the grader's own jail is tested end to end in test_grading, test_nbgrader and the attacks).
+    """graded(exercise, answer, seed=1, profile="smoke", backend="tensorflow") -> the Report of a real grade: the
+    answer's notebook run in the student's jail (on TensorFlow), every check graded by the trusted grader (on
+    TensorFlow in this worker, sparing a second TensorFlow start per grade; the grader's own jail is tested end to
+    end in test_grading, test_nbgrader and the attacks; on another backend by a grader worker in its jail, one
+    per backend and pytest-xdist worker).
 
     Shared by the whole run: each (exercise, answer, seed, profile) is graded once, by whichever pytest-xdist
     worker asks first (a lock file per key; the others wait and read its JSON). ``answer`` is "solution"
@@ -94,29 +97,53 @@ def graded(course, make_submission, tmp_path_factory):
     """
     from deepgrade.grader import grade
     from deepgrade.grader.run import build_submission
-    from deepgrade.protocol import Report
+    from deepgrade.grader.worker import GraderWorker
+    from deepgrade.protocol import Report, Submission
 
     shared = tmp_path_factory.getbasetemp()
     shared = shared.parent if shared.name.startswith("popen-gw") else shared  # one folder for every worker
     folder = shared / "graded"
     folder.mkdir(exist_ok=True)
 
-    def get(exercise: str, answer: str, seed: int = 1, profile: str = "smoke"):
-        key = folder / f"{exercise}-{answer}-{profile}-{seed}"
+    workers = {}  # backend -> a GraderWorker of this pytest-xdist worker
+
+    def built(exercise: str, answer: str):
+        """The answer's models, built once per run in the student's jail (shared by every backend's grade)."""
+        here = folder / f"{exercise}-{re.sub(r'[^A-Za-z0-9_]+', '_', answer)}-models"
+        with open(here.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (here / "submission.json").is_file():
+                notebook = (course.source_notebook(exercise) if answer == "solution" else
+                            course.release_notebook(exercise) if answer == "stub" else make_submission(exercise, answer))
+                tmp = Path(tempfile.mkdtemp(prefix=here.name, dir=folder))
+                submission = build_submission(course, exercise, notebook, tmp)
+                relative = {k: Path(v).relative_to(tmp) for k, v in submission.models.items()}
+                (tmp / "submission.json").write_text(submission.model_copy(update={"models": relative}).model_dump_json())
+                tmp.rename(here)
+        submission = Submission.model_validate_json((here / "submission.json").read_text())
+        return submission.model_copy(update={"models": {k: here / v for k, v in submission.models.items()}})
+
+    def get(exercise: str, answer: str, seed: int = 1, profile: str = "smoke", backend: str = "tensorflow"):
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", answer)  # "../mlp/logistic": a baseline another exercise's folder holds
+        key = folder / (f"{exercise}-{name}-{profile}-{seed}" + ("" if backend == "tensorflow" else f"-{backend}"))
         with open(key.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not key.with_suffix(".json").is_file():
-                notebook = (course.source_notebook(exercise) if answer == "solution" else
-                            course.release_notebook(exercise) if answer == "stub" else make_submission(exercise, answer))
-                with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as models:
-                    submission = build_submission(course, exercise, notebook, Path(models))
+                submission = built(exercise, answer)
+                if backend == "tensorflow":
                     report = grade(course, exercise, submission, profile=profile, seed=seed)
+                else:
+                    if backend not in workers:
+                        workers[backend] = GraderWorker(course, backend=backend).start()
+                    report = workers[backend].grade(exercise, submission, profile=profile, seed=seed)
                 tmp = key.with_suffix(".tmp")
                 tmp.write_text(json.dumps(report.dump()))
                 tmp.rename(key.with_suffix(".json"))
         return Report.read(key.with_suffix(".json"))
 
-    return get
+    yield get
+    for worker in workers.values():
+        worker.close()
 
 
 @pytest.fixture(scope="session")

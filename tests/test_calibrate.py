@@ -37,9 +37,11 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     assert main(["calibrate", "mlp", "--seeds", "2", "--profile", "smoke", "--course", str(root)]) == 0
     captured = capsys.readouterr()
     out = captured.out
-    assert "reference solution, seed 1 (2/2, " in captured.err and "baseline: logistic, seed 0 (1/2, " in captured.err
+    assert "reference solution, seed 1 (2/4, " in captured.err and "baseline: logistic, seed 0 (3/4, " in captured.err
     assert "| reference solution | test_accuracy |" in out and "| baseline: logistic | test_accuracy |" in out
-    assert "Proposed `accuracy` threshold:" in out and "course.yml has 0.8" in out
+    assert "| reference solution | false fail (any training check) | " in out  # the rates, at course.yml's threshold
+    assert "| baseline: logistic | false pass of `accuracy` | " in out and "| no |" in out  # wrong layers: one training
+    assert "Proposed `accuracy` threshold:" in out and "2 seeds are too few to show the retry rule's bound" in out
     text = docs.read_text()
     assert "Hand-written notes stay." in text and text.count("<!-- calibrate mlp:smoke -->") == 1
     assert "seeds 0, 1; 2,000 training images, 1 epochs" in text
@@ -65,3 +67,20 @@ def test_propose_a_maximum_gap_mirrors_the_rule():
     assert propose(ref, [Runs("b", {"gap": [0.10]}, fails=("gap",))], "gap")[0] is None
     assert propose(ref, [Runs("b", {"gap": [0.1365, 0.1722]}, fails=("gap",))], "gap")[0] == 0.106
     assert propose(Runs("ref", {"gain": [0.01, 0.02]}), [], "gain")[0] is None  # a gain must stay above zero
+
+
+def test_the_rule_puts_the_threshold_between_the_reference_and_the_baselines():
+    """With enough seeds the threshold lets at most the allowed few reference seeds below it (here 2 of 200, whose
+    bound squared is under 1/1000), stays above every baseline seed, and sits in the middle of that room."""
+    from deepgrade.calibrate import propose_by_rule, upper_bound
+
+    ref = Runs("ref", {"test_accuracy": [0.7941, 0.7947] + [0.7960] + [0.82] * 197})
+    logistic = Runs("b", {"test_accuracy": [0.7869] + [0.77] * 199}, fails=("accuracy",))
+    threshold, why = propose_by_rule(ref, [logistic])
+    assert threshold == 0.792 and "0 of 200 reference seeds below it (at most 2 allowed" in why
+    assert upper_bound(2, 200) ** 2 <= 1e-3 < upper_bound(3, 200) ** 2
+    crowded = Runs("b", {"test_accuracy": [0.797] + [0.77] * 199}, fails=("accuracy",))
+    assert propose_by_rule(ref, [crowded])[0] is None  # no room: a baseline reaches past the reference's tail
+    gap = propose_by_rule(Runs("ref", {"gap": [0.08] * 199 + [0.10]}), [Runs("o", {"gap": [0.13] * 200}, fails=("gap",))],
+                          "gap")
+    assert gap[0] == 0.105  # mirrored: the middle of 0.08 (2 reference seeds may lie above) and 0.129 (baseline)

@@ -24,7 +24,7 @@ CURVES = Curves(history={"loss": [1.0, 0.6, 0.5], "accuracy": [0.6, 0.77, 0.8], 
 
 def report(training=CURVES) -> Report:
     long = "Layer 2 (Dense 'dense_1'): expected Dropout(rate=0.4). Received: Dense. <script>alert(1)</script> " * 5
-    return Report(exercise="mlp", profile="smoke", training=training, environment={"seed": 7, "device": "cpu",
+    return Report(exercise="mlp", profile="smoke", training=training, environment={"seed": 7, "device": "cpu", "backend": "jax",
                   "trained": True}, checks=[
         CheckResult(name="architecture", passed=False, points=0, max_points=2, message=long, layers=ROWS),
         CheckResult(name="parameters", passed=True, points=1, max_points=1, message="269,322 parameters"),
@@ -61,7 +61,7 @@ def test_the_layer_table_marks_the_first_difference_with_the_students_names():
 def test_the_seed_is_shown_only_for_checks_that_trained():
     r = report()
     assert "seed" not in check_text(r, r.checks[0]) and "seed" not in check_html(r, r.checks[1], style=False)
-    assert "trained with seed 7 (cpu, smoke profile)" in check_text(r, r.checks[2])
+    assert "trained with seed 7 (cpu, jax backend, smoke profile)" in check_text(r, r.checks[2])
     untrained = r.model_copy(update={"environment": {"seed": 7}})  # the model never got to train (a stub)
     assert "seed" not in check_text(untrained, untrained.checks[2])
 

@@ -36,6 +36,8 @@ def test_fine_tuning_with_a_huge_learning_rate_collapses(checked):
     checks = by_name(checked("transfer", "too_fast", ["fine_tuning"]))
     assert checks["fine_tuning"].message.startswith("Fine-tuning collapsed: expected test accuracy of at least")
     assert "Adam(1e-4)" in checks["fine_tuning"].message  # says what to do
+    assert ("The fine-tuning epochs ran with Adam(learning_rate=0.1), as build_finetune_model(base) compiled it."
+            in checks["fine_tuning"].message)  # and with what it ran: the learning rate is the exercise
 
 
 @pytest.mark.slow

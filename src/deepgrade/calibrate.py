@@ -1,14 +1,17 @@
 """``deepgrade calibrate``: train the reference and the naive baselines under N seeds, propose thresholds.
 
-Every run goes through the same trusted grader as a student's submission
-(``grade_notebook()``, in this process), so the numbers are the ones a grade is made of. The result is
-printed and written to docs/calibration.md, in a section per exercise and
-profile that a later run replaces.
+The reference and each baseline are built once in the student's sandbox; each seed's training then goes
+through the same trusted grader as a student's submission (a pool of the batch's persistent grader workers,
+``--workers``), so the numbers are the ones a grade is made of, on the grader's backend (``--backend``). Each
+seed is one training (no retry): from them, the reference's false-fail rate and each baseline's false-pass
+rate under the retry rule (:mod:`deepgrade.grader.run`), with 95% upper bounds. The result is printed and
+written to docs/calibration.md, in a section per exercise, profile and backend that a later run replaces.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import statistics
 import tempfile
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from .course import LoadedCourse, write_submission
 from .errors import ConfigError
-from .grader import grade_notebook
+from .protocol import Submission
 
 # metric in the grade's environment -> the check whose threshold it decides
 METRIC_CHECK = {"test_accuracy": "accuracy", "gap": "gap", "gain": "gain", "finetune_accuracy": "fine_tuning"}
@@ -31,6 +34,7 @@ class Runs:
     name: str
     values: dict[str, list[float]]  # metric -> one value per seed
     fails: tuple[str, ...] = ()
+    retried: bool = True  # passes every check that does not train: a failed training is trained again
 
     def stats(self, metric: str) -> tuple[float, float, float, float]:
         """min, mean, max and standard deviation over the seeds."""
@@ -38,23 +42,108 @@ class Runs:
         return min(v), statistics.fmean(v), max(v), _spread(v)
 
 
-def _measure(course: LoadedCourse, exercise: str, notebook: Path, profile: str, seeds: list[int],
-             progress: Callable[[str], None], name: str) -> tuple[dict, dict]:
-    values: dict[str, list[float]] = {}
+@dataclass(frozen=True)
+class Model:
+    """A model calibration trains: the reference solution or a baseline, built once in the student's sandbox."""
+
+    name: str
+    submission: Submission
+    fails: tuple[str, ...] = ()
+
+
+def build_models(course: LoadedCourse, exercise: str, folder: Path,
+                 progress: Callable[[str], None] = lambda line: None) -> list[Model]:
+    """The reference and every baseline of ``exercise``, each run once in the student's sandbox; their model files
+    and submissions are kept in ``folder/<exercise>/<name>/`` and reused from there when present (a GPU machine
+    without TensorFlow or bubblewrap grades the models another machine built)."""
+    from .grader.run import build_submission
+
+    ex = course.exercise(exercise)
+    wanted = [("reference solution", course.source_notebook(exercise), ())]
+    for name, spec in ex.baselines.items():
+        wanted.append((f"baseline: {name}", course.root / spec.answer, tuple(spec.fails)))
+    models = []
+    for name, source, fails in wanted:
+        here = Path(folder) / exercise / re.sub(r"\W+", "_", name).strip("_")
+        saved = here / "submission.json"
+        if saved.is_file():
+            submission = Submission.model_validate_json(saved.read_text())
+            submission = submission.model_copy(update={"models": {k: here / v for k, v in submission.models.items()}})
+        else:
+            here.mkdir(parents=True, exist_ok=True)
+            notebook = source if source.suffix == ".ipynb" else write_submission(
+                course.release_notebook(exercise), source, here / "notebook.ipynb")
+            progress(f"{name}: building it in the student's sandbox")
+            submission = build_submission(course, exercise, notebook, here)
+            if submission.failure or not submission.models:
+                raise ConfigError(f"{name} did not build: {submission.failure or submission.errors}")
+            relative = {k: Path(v).relative_to(here) for k, v in submission.models.items()}
+            saved.write_text(submission.model_copy(update={"models": relative, "log": ""}).model_dump_json(indent=1))
+        models.append(Model(name, submission, fails))
+    return models
+
+
+def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
+             progress: Callable[[str], None], workers: int = 1) -> tuple[dict[str, dict], dict[str, bool], dict]:
+    """Every model under every seed, every check, one training each (no retry), on ``workers`` grader workers
+    (the batch's persistent graders, each in its own jail where one can be made). Returns
+    ({model: {metric: [per seed]}}, {model: passes the checks that do not train}, the last grade's environment)."""
+    import queue
+    import threading
+
+    from .grader.isolated import isolation_for
+    from .grader.worker import GraderWorker
+
+    jobs: queue.Queue = queue.Queue()
+    for model in models:
+        for seed in seeds:
+            jobs.put((model, seed))
+    found: dict[tuple[str, int], dict] = {}
+    structure: dict[str, bool] = {}  # model -> passes every check that does not train (then it gets a retry)
     environment: dict = {}
-    for n, seed in enumerate(seeds, start=1):
-        checks = [name for name in METRIC_CHECK.values() if name in course.exercise(exercise).checks]
-        report = grade_notebook(course, exercise, notebook, profile=profile, seed=seed, only=checks)
-        metrics = report.environment.get("metrics")
-        if not metrics:
-            messages = "; ".join(c.message for c in report.checks)
-            raise ConfigError(f"{notebook.name} produced no metrics under seed {seed}: {messages}")
-        for key, value in metrics.items():
-            values.setdefault(key, []).append(value)
-        environment = report.environment
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        progress(f"{name}, seed {seed} ({n}/{len(seeds)}, {report.environment.get('grade_seconds', '?')} s): {shown}")
-    return values, environment
+    problems: list[str] = []
+    isolated = isolation_for(course, others=False).ok
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    lock = threading.Lock()
+
+    def serve() -> None:
+        with GraderWorker(course, jailed=isolated, threads=threads, gpu_share=workers) as worker:
+            while not problems:
+                try:
+                    model, seed = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    report = worker.grade(exercise, model.submission, profile=profile, seed=seed, retry=False)
+                except Exception as exc:  # noqa: BLE001 - said once, the run stops
+                    problems.append(f"{model.name}, seed {seed}: {exc}")
+                    return
+                metrics = report.environment.get("metrics")
+                with lock:
+                    if not metrics:
+                        problems.append(f"{model.name} produced no metrics under seed {seed}: "
+                                        + "; ".join(c.message for c in report.checks))
+                        return
+                    found[(model.name, seed)] = metrics
+                    structure[model.name] = all(c.passed for c in report.checks if not c.trains)
+                    environment.update(report.environment)
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                    progress(f"{model.name}, seed {seed} ({len(found)}/{len(models) * len(seeds)}, "
+                             f"{report.environment.get('grade_seconds', '?')} s): {shown}")
+
+    pool = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, workers))]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if problems:
+        raise ConfigError(problems[0])
+    values: dict[str, dict] = {}
+    for model in models:
+        for seed in seeds:
+            for key, value in found[(model.name, seed)].items():
+                values.setdefault(model.name, {}).setdefault(key, []).append(value)
+    return values, structure, environment
 
 
 MARGIN = 0.015  # at least this far below the reference's worst seed
@@ -102,56 +191,192 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
     return sign * threshold + 0.0, why
 
 
+def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy",
+                    checks: int = 1) -> tuple[float | None, str]:
+    """The threshold the retry rule needs: the reference loses a grade to this check at most TARGET / ``checks``
+    of the time (95% upper bound, ``checks`` training checks sharing the target), and every baseline that must
+    fail it does on every seed. Of the thresholds that do both, the middle one (rounded to 0.001), so both
+    errors keep room. Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    ref = sorted(sign * v for v in reference.values[metric])
+    n = len(ref)
+    allowed = max((k for k in range(n) if upper_bound(k, n) ** 2 <= TARGET / checks), default=None)
+    if allowed is None:
+        threshold, why = propose(reference, baselines, metric)
+        return threshold, f"{n} seeds are too few to show the retry rule's bound, so the margin rule: {why}"
+    high = _round_down(ref[allowed])  # at most `allowed` seeds of the reference below it
+    must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails and metric in b.values]
+    reach = max((sign * v for b in must_fail for v in b.values[metric]), default=None)
+    low = math.ceil((reach + 0.0005) * 1000 - 1e-9) / 1000 if reach is not None else None
+    worse = "above" if sign < 0 else "below"
+    if low is not None and low > high:
+        return None, (f"cannot separate: the reference needs a threshold at or {worse} {sign * high:.3f} and a "
+                      f"baseline that must fail reaches {sign * reach:.4f}; raise the profile's budget")
+    threshold = _round_down((low + high) / 2) if low is not None else high
+    if metric == "gain" and threshold <= 0:
+        return None, f"the reference's gain would need a threshold of {threshold:+.3f}: the pretrained base does not clearly help"
+    kept = sum(v < threshold for v in ref)
+    said = (f"{kept} of {n} reference seeds {worse} it (at most {allowed} allowed: "
+            f"{upper_bound(allowed, n) ** 2:.1e} with the retry, 95% bound)")
+    said += (f"; baselines that must fail reach {sign * reach:.4f}; the middle of {sign * low:.3f}..{sign * high:.3f}"
+             if reach is not None else "; no baseline to fail")
+    return sign * threshold + 0.0, said
+
+
 def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
-              progress: Callable[[str], None] = lambda line: None) -> dict:
-    """Train the reference and every baseline under seeds 0..seeds-1; ``progress`` hears of each run."""
+              progress: Callable[[str], None] = lambda line: None, *, workers: int = 1,
+              models: Path | None = None, first_seed: int = 0) -> dict:
+    """Train the reference and every baseline under seeds first_seed.. (``seeds`` of them), once each;
+    ``progress`` hears of each run. ``models``: where the built models are kept (default: a temporary folder)."""
     ex = course.exercise(exercise)
     course.profile(exercise, profile)
-    seed_list = list(range(seeds))
-    runs = []
+    seed_list = list(range(first_seed, first_seed + seeds))
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
-        values, environment = _measure(course, exercise, course.source_notebook(exercise), profile, seed_list,
-                                       progress, "reference solution")
-        runs.append(Runs("reference solution", values))
-        for name, spec in ex.baselines.items():
-            nb = write_submission(course.release_notebook(exercise), course.root / spec.answer, Path(tmp) / f"{name}.ipynb")
-            values, _ = _measure(course, exercise, nb, profile, seed_list, progress, f"baseline: {name}")
-            runs.append(Runs(f"baseline: {name}", values, tuple(spec.fails)))
-    thresholds = {}
-    for metric, check in METRIC_CHECK.items():
-        if check in ex.checks and metric in runs[0].values:
-            thresholds[check] = propose(runs[0], runs[1:], metric)
+        built = build_models(course, exercise, models or Path(tmp), progress)
+        values, structure, environment = _measure(course, exercise, built, profile, seed_list, progress, workers)
+    runs = [Runs(model.name, values[model.name], model.fails, structure[model.name]) for model in built]
+    current = course.profile(exercise, profile).thresholds.model_dump()
+    trained = [(metric, check) for metric, check in METRIC_CHECK.items()
+               if check in ex.checks and metric in runs[0].values]
+    thresholds = {check: propose_by_rule(runs[0], runs[1:], metric, len(trained)) for metric, check in trained}
     return {"exercise": exercise, "profile": profile, "seeds": seed_list, "runs": runs, "thresholds": thresholds,
-            "current": course.profile(exercise, profile).thresholds.model_dump(), "environment": environment}
+            "current": current, "rates": rates(runs, current), "environment": environment}
+
+
+# -- how often the rule errs -------------------------------------------------------------------------
+TARGET = 1e-3  # a correct submission may lose points to a seed at most this often
+
+
+def upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate seen ``k`` times in ``n`` trials (0 of 200: 0.0149)."""
+    if n == 0:
+        return 1.0
+    if k >= n:
+        return 1.0
+
+    def cdf(p: float) -> float:  # P(X <= k) for X ~ Binomial(n, p)
+        return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                            + (i * math.log(p) if i else 0.0) + ((n - i) * math.log1p(-p))) for i in range(k + 1))
+
+    lo, hi = k / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > 1 - confidence else (lo, mid)
+    return hi
+
+
+@dataclass(frozen=True)
+class Rate:
+    """How often a model's grade lands on the wrong side of a check, under the retry rule (grader.run)."""
+
+    k: int            # seeds whose one training was on the wrong side
+    n: int
+    retried: bool     # whether the model gets a second training (it passes every check that does not train)
+    estimate: float   # with the retry
+    upper: float      # 95% upper bound of ``estimate``
+
+    def said(self) -> str:
+        return f"{self.k}/{self.n} one training; {self.estimate:.1e} with the retry (95% bound {self.upper:.1e})"
+
+
+def _fails(metric: str, value: float, threshold: float) -> bool:
+    return value > threshold if metric in LOWER_IS_BETTER else value < threshold
+
+
+def false_fail(run: Runs, thresholds: dict[str, float]) -> Rate:
+    """The reference loses a training check's points: its first training fails one and so does the second
+    (the reference passes every check that does not train, so it always gets one). Seeds are independent draws."""
+    metrics = [(m, thresholds[c]) for m, c in METRIC_CHECK.items() if m in run.values and thresholds.get(c) is not None]
+    n = len(next(iter(run.values.values())))
+    k = sum(any(_fails(m, run.values[m][i], t) for m, t in metrics) for i in range(n))
+    return Rate(k, n, True, (k / n) ** 2, upper_bound(k, n) ** 2)
+
+
+def false_pass(run: Runs, metric: str, threshold: float) -> Rate:
+    """A baseline passes a check it must fail: on its first training or, when it passes the checks that do not
+    train (it gets a second training), on the second."""
+    values = run.values[metric]
+    n = len(values)
+    k = sum(not _fails(metric, v, threshold) for v in values)
+    q, q_upper = k / n, upper_bound(k, n)
+    if run.retried:
+        return Rate(k, n, True, 1 - (1 - q) ** 2, 1 - (1 - q_upper) ** 2)
+    return Rate(k, n, False, q, q_upper)
+
+
+def rates(runs: list[Runs], thresholds: dict[str, float | None]) -> dict:
+    """The reference's false-fail rate over all its training checks, and each baseline's false-pass rate for each
+    check it must fail, at ``thresholds``."""
+    reference, baselines = runs[0], runs[1:]
+    out = {"reference": false_fail(reference, thresholds), "baselines": {}}
+    for run in baselines:
+        for metric, check in METRIC_CHECK.items():
+            if check in run.fails and metric in run.values and thresholds.get(check) is not None:
+                out["baselines"][(run.name, check)] = false_pass(run, metric, thresholds[check])
+    return out
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(math.floor(q * (len(ordered) - 1)))))]
 
 
 def markdown(result: dict) -> str:
     env = result["environment"]
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+    seeds = result["seeds"]
+    shown = (f"{seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)" if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[-1] + 1))
+             else ", ".join(map(str, seeds)))
+    device = env.get("device", "?") + (f", {env['device_name']}" if env.get("device_name") else "")
     lines = [
-        f"## {result['exercise']}, {result['profile']} profile (`deepgrade calibrate`)", "",
-        f"Measured {date.today().isoformat()} on {env.get('device', '?')} ({env.get('platform', '?')}, "
+        f"## {result['exercise']}, {result['profile']} profile{_backend_key(result).replace(':', ', ')} "
+        "(`deepgrade calibrate`)", "",
+        f"Measured {date.today().isoformat()} on {device} ({env.get('platform', '?')}, "
         f"{env.get('cpu_count', '?')} cores), backend {env.get('backend', '?')}, {versions}; "
-        f"seeds {', '.join(map(str, result['seeds']))}; {env.get('train_size', '?'):,} training images, "
+        f"seeds {shown}; {env.get('train_size', '?'):,} training images, "
         f"{env.get('epochs', '?')} epochs." if isinstance(env.get("train_size"), int) else
-        f"Measured on {env.get('device', '?')}; seeds {result['seeds']}.", "",
-        "| model | metric | min | mean | max | sd |", "|---|---|---|---|---|---|",
+        f"Measured on {device}; seeds {shown}.", "",
+        "| model | metric | min | 1% | mean | max | sd |", "|---|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:
         for metric in run.values:
             lo, mean, hi, sd = run.stats(metric)
-            lines.append(f"| {run.name} | {metric} | {lo:.4f} | {mean:.4f} | {hi:.4f} | {sd:.4f} |")
+            q = _quantile(run.values[metric], 0.01)
+            lines.append(f"| {run.name} | {metric} | {lo:.4f} | {q:.4f} | {mean:.4f} | {hi:.4f} | {sd:.4f} |")
+    found = result.get("rates")
+    if found:
+        current = result["current"]
+        checks = ", ".join(f"{c} {current[c]}" for m, c in METRIC_CHECK.items()
+                           if current.get(c) is not None and m in result["runs"][0].values)
+        lines += ["", f"At course.yml's thresholds ({checks}), under the retry rule (a model that passes the checks "
+                  "that do not train has a failed check that trains graded again on a second training, under a second "
+                  "seed; the better counts):", "",
+                  "| model | error | wrong side, one training | second training | rate with the rule | 95% upper bound |",
+                  "|---|---|---|---|---|---|"]
+        ref: Rate = found["reference"]
+        lines.append(f"| reference solution | false fail (any training check) | {ref.k}/{ref.n} | yes | "
+                     f"{ref.estimate:.2e} | {ref.upper:.2e} |")
+        for (name, check), rate in found["baselines"].items():
+            lines.append(f"| {name} | false pass of `{check}` | {rate.k}/{rate.n} | {'yes' if rate.retried else 'no'} | "
+                         f"{rate.estimate:.2e} | {rate.upper:.2e} |")
     lines.append("")
     for check, (threshold, why) in result["thresholds"].items():
         current = result["current"].get(check)
-        shown = f"**{threshold:.3f}**" if threshold is not None else "**none**"
-        lines.append(f"Proposed `{check}` threshold: {shown} ({why}); course.yml has {current}.")
+        shown_t = f"**{threshold:.3f}**" if threshold is not None else "**none**"
+        lines.append(f"Proposed `{check}` threshold: {shown_t} ({why}); course.yml has {current}.")
     return "\n".join(lines) + "\n"
+
+
+def _backend_key(result: dict) -> str:
+    """'' for TensorFlow on a CPU (the sections written before backends were told apart), else ':jax-gpu' etc."""
+    env = result["environment"]
+    backend, device = env.get("backend", "tensorflow"), env.get("device", "cpu")
+    return "" if (backend, device) == ("tensorflow", "cpu") else f":{backend}-{device}"
 
 
 def write_section(path: Path, result: dict) -> None:
     """Replace (or append) this exercise and profile's section of docs/calibration.md."""
-    key = f"{result['exercise']}:{result['profile']}"
+    key = f"{result['exercise']}:{result['profile']}{_backend_key(result)}"
     begin, end = f"<!-- calibrate {key} -->", f"<!-- /calibrate {key} -->"
     block = f"{begin}\n{markdown(result)}{end}\n"
     text = path.read_text() if path.exists() else "# Calibration\n\n"

@@ -26,6 +26,22 @@ err = Console(stderr=True, soft_wrap=True)
 CourseOpt = Annotated[Path | None, typer.Option("--course", help="course.yml or its folder (default: found upwards)")]
 
 
+BackendOpt = Annotated[str | None, typer.Option(help=(
+    "the grader's Keras backend: tensorflow, jax or torch (default: $DEEPGRADE_BACKEND, else $KERAS_BACKEND, else "
+    "tensorflow); the notebook keeps its own"))]
+
+
+def _use_backend(backend: str | None) -> None:
+    """The grader's backend for every grader this command starts (checked now: a typo is said at once)."""
+    from .grader.backend import ENV, grader_backend
+
+    if backend:
+        try:
+            os.environ[ENV] = grader_backend(backend)
+        except DeepgradeError as exc:
+            raise typer.BadParameter(exc.message, param_hint="--backend") from None
+
+
 def _check_profile(profile: str | None) -> None:
     if profile not in (None, "smoke", "full"):
         raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
@@ -45,12 +61,14 @@ def check(
     profile: Annotated[str | None, typer.Option(help="smoke (CPU) or full (GPU); default: from the device")] = None,
     seed: Annotated[int | None, typer.Option(help="training seed, to reproduce a grade")] = None,
     html: Annotated[Path | None, typer.Option(help="also write the feedback (checks, layer table, plots) as a web page")] = None,
+    backend: BackendOpt = None,
     course: CourseOpt = None,
 ) -> None:
     """Grade NOTEBOOK for EXERCISE: one row per check; exit 0 only when every check passes."""
     from .grader import grade_notebook
 
     _check_profile(profile)
+    _use_backend(backend)
     loaded = _course(course)
     if not notebook.is_file():
         raise typer.BadParameter(f"expected an existing .ipynb file. Received: {notebook}.", param_hint="NOTEBOOK")
@@ -111,6 +129,7 @@ def autograde(
         "grade even where no sandbox can be made (student code then runs with your rights); every grade says so"))] = False,
     course_dir: Annotated[Path, typer.Option(help="the nbgrader course folder (holding nbgrader_config.py)")] = Path("."),
     out: Annotated[Path | None, typer.Option(help="folder for summary.csv and summary.png (default: reports/ASSIGNMENT)")] = None,
+    backend: BackendOpt = None,
     course: CourseOpt = None,
 ) -> None:
     """Grade every submission of each ASSIGNMENT in parallel into nbgrader's gradebook; print the class summary."""
@@ -118,6 +137,7 @@ def autograde(
     from .batch.gradebook import Classroom
 
     _check_profile(profile)
+    _use_backend(backend)
     if not course_dir.is_dir():
         raise typer.BadParameter(f"expected the nbgrader course folder. Received: {course_dir}.", param_hint="--course-dir")
     classroom = Classroom(course_dir, _course(course) if course else None, profile=profile, seed=seed,
@@ -176,15 +196,23 @@ def calibrate(
     seeds: Annotated[int, typer.Option(min=1, help="how many seeds (0..N-1) to train each model under")] = 10,
     profile: Annotated[str | None, typer.Option(help="smoke or full; default: from the device")] = None,
     write: Annotated[bool, typer.Option(help="write the result into docs/calibration.md")] = True,
+    workers: Annotated[int, typer.Option(min=1, help="grader workers training side by side (they may share a GPU)")] = 1,
+    models: Annotated[Path | None, typer.Option(help=(
+        "keep the built reference and baselines here, and reuse them (grade on a machine that cannot build them)"))] = None,
+    backend: BackendOpt = None,
     course: CourseOpt = None,
 ) -> None:
-    """Train the reference solution and the naive baselines under N seeds; propose thresholds."""
+    """Train the reference solution and the naive baselines under N seeds, one training each; report the
+    reference's false-fail and each baseline's false-pass rate under the retry rule; propose thresholds."""
     from . import calibrate as cal
     from .grader import default_profile
 
+    _check_profile(profile)
+    _use_backend(backend)
     loaded = _course(course)
     result = cal.calibrate(loaded, exercise, seeds, profile or default_profile(),
-                           progress=lambda line: err.print(line, markup=False, highlight=False))
+                           progress=lambda line: err.print(line, markup=False, highlight=False), workers=workers,
+                           models=models)
     print(cal.markdown(result))
     if write:
         cal.write_section(loaded.root / "docs" / "calibration.md", result)
@@ -323,7 +351,7 @@ def render(report, console: Console | None = None) -> None:
     seeded = any(c.trains for c in report.checks) and trained(report)  # the seed means nothing otherwise
     console.print(
         f"score {report.score:g} / {report.max_score:g}"
-        + (f"  (trained with seed {env['seed']}, {env.get('device', '?')}, keras "
+        + (f"  (trained with seed {env['seed']}, {env.get('device', '?')}, {env.get('backend', '?')} backend, keras "
            f"{env.get('versions', {}).get('keras', '?')})" if seeded else "")
     )
     if env.get("isolation", "bubblewrap") != "bubblewrap":

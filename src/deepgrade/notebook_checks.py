@@ -79,7 +79,7 @@ class Verdict:
         return check_text(self.report, self.result)
 
 
-WORKER_ENV = ("DEEPGRADE_PROFILE", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")  # read by the grader when it starts
+WORKER_ENV = ("DEEPGRADE_PROFILE", "DEEPGRADE_BACKEND", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")  # read by the grader when it starts
 
 
 def worker_environment() -> tuple:

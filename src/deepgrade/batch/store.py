@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..course import LoadedCourse
 from ..course.notebooks import runs_in_sandbox
+from ..grader.backend import grader_backend
 from ..grader.environment import PROFILE_ENV, package_version
 from ..protocol import Report
 from ..sandbox.jail import has_gpu_devices
@@ -65,7 +66,7 @@ def grader_version(course: LoadedCourse, exercise: str) -> list[str]:
     base = "-"
     if ex.transfer is not None and "://" not in ex.transfer.handle:
         base = _folder_digest(Path(course.base_handle(exercise)), "*")
-    return [package_version("keras") or "-", os.environ.get("KERAS_BACKEND", "tensorflow"),
+    return [package_version("keras") or "-", grader_backend(),
             _folder_digest(Path(deepgrade.__file__).parent, "*.py"),
             hashlib.sha256(course.path.read_bytes()).hexdigest(),
             _digest(autograder.parent.glob("*.py"), autograder.parent) if autograder.is_file() else "-", base]

@@ -50,11 +50,13 @@ def trained(report: Report) -> bool:
 
 
 def seed_note(report: Report, result: CheckResult) -> str:
-    """``trained with seed 7 (cpu, smoke profile)`` for a check that trained; '' for the others."""
+    """``trained with seed 7 (cpu, tensorflow backend, smoke profile)`` for a check that trained; '' for the
+    others. The seed is the grade's: ``--seed`` reproduces it, a second training's included (``environment.retry``)."""
     env = report.environment
     if not result.trains or not trained(report):  # no training ran (a stub, a structural check): no seed to show
         return ""
-    return f"trained with seed {env['seed']} ({env.get('device', '?')}, {report.profile} profile)"
+    return (f"trained with seed {env['seed']} ({env.get('device', '?')}, {env.get('backend', '?')} backend, "
+            f"{report.profile} profile)")
 
 
 def layers_table(result: CheckResult) -> str:

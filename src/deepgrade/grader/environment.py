@@ -45,6 +45,44 @@ def default_profile() -> str:
     return "full" if has_gpu() else "smoke"
 
 
+BACKEND_PACKAGES = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
+def device_name() -> str:
+    """What trains: the GPU's name (e.g. "NVIDIA H100 80GB HBM3"), else the processor's."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            if gpus:
+                return gpus[0].device_kind
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+    except Exception:  # noqa: BLE001 - a name is a nicety, never a reason to lose a grade
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            return names[0]
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def package_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -56,9 +94,12 @@ def describe() -> dict:
     """Seed-independent facts about the grading machine, recorded with every grade."""
     import keras
 
-    versions = {name: package_version(name) for name in ("deepgrade", "keras", "tensorflow-cpu", "tensorflow", "numpy")}
+    backend = keras.backend.backend()
+    names = ("deepgrade", "keras", *BACKEND_PACKAGES[backend], "numpy")
+    versions = {name: package_version(name) for name in names}
     return {
         "device": "gpu" if has_gpu() else "cpu",
+        "device_name": device_name(),
         "backend": keras.backend.backend(),
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",

@@ -162,7 +162,8 @@ def fit_options(submission: Submission, grading: GradingRun):
 
 @pytest.fixture(scope="session")
 def base(grading: GradingRun):
-    """The course's pretrained base, loaded by the grader itself (never taken from the student's file)."""
+    """The course's pretrained base, loaded by the grader itself (never taken from the student's file), from its
+    Keras config and numpy weights: the same on every backend, no TensorFlow needed."""
     from ..pretrained import is_course_base, load_base
 
     path = grading.base_path()
@@ -170,7 +171,7 @@ def base(grading: GradingRun):
         raise GraderError(f"The course's base ({grading.course.base_handle(grading.exercise_name)}) is a SavedModel "
                           "without a Keras config (an online handle): the grader grades bases built by "
                           "`deepgrade pretrain`. Tell your instructor.")
-    return load_base(str(path))
+    return load_base(str(path), neutral=True)
 
 
 @pytest.fixture(scope="session")
@@ -206,7 +207,7 @@ def training(model, grading: GradingRun, train, fit_options, task, request: pyte
     grading.environment.update(
         train_size=result.train_size, epochs=result.epochs, train_seconds=round(result.seconds, 2),
         evaluate_seconds=round(result.evaluate_seconds, 2),
-        compiled_by=result.compiled_by, epochs_run=result.epochs_run,
+        compiled_by=result.compiled_by, epochs_run=result.epochs_run, trained_by=result.method,
     )
     if result.validation_size:
         grading.environment["validation_size"] = result.validation_size

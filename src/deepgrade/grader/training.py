@@ -7,6 +7,8 @@ PyTorch backend (``tf`` only for op determinism on TensorFlow).
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ class Training:
     history: dict = field(default_factory=dict, repr=False, compare=False)  # per epoch: loss, accuracy, val_*
     confusion: Any = field(default=None, repr=False, compare=False)  # test set: true class x predicted class
     monitored_on: str = ""  # what the val_* curves were measured on
+    method: str = "fit"  # "fastfit" (the compiled epoch of .fastfit) or "fit" (Keras's model.fit)
 
     @property
     def gap(self) -> float:
@@ -98,11 +101,18 @@ def _fresh_copy(model, defaults: Compile, prepare=None):
     return fresh, _compile_like(fresh, model, defaults)
 
 
+# How a training runs is the grader's, not the student's: what is learned (optimizer, loss, metrics) is kept, but
+# a saved jit_compile=False (TensorFlow resolves "auto" to False for an LSTM, and JAX would then run every step
+# op by op, hundreds of times slower), run_eagerly or steps_per_execution never slow a grade down.
+EXECUTION = {"run_eagerly": False, "steps_per_execution": 1, "jit_compile": "auto"}
+
+
 def _compile_like(fresh, model, defaults: Compile) -> str:
-    """Compile ``fresh`` with ``model``'s compile settings, or the course defaults; say whose they were."""
+    """Compile ``fresh`` with ``model``'s compile settings (the grader's :data:`EXECUTION` settings), or the course
+    defaults; say whose they were."""
     compile_config = model.get_compile_config() if getattr(model, "compiled", False) else None
     if compile_config:
-        fresh.compile_from_config(compile_config)
+        fresh.compile_from_config({**compile_config, **EXECUTION})
         return "student"
     _compile_defaults(fresh, defaults)
     return "course"
@@ -124,10 +134,43 @@ def _wants_one_hot(model) -> bool:
     return "categorical" in name and "sparse" not in name
 
 
+FASTFIT_ENV = "DEEPGRADE_FASTFIT"  # "0": plain model.fit; default: the fast path on the JAX backend
+
+
+@functools.cache
+def fast_path() -> bool:
+    """Whether training goes through :mod:`.fastfit` (the data on the device once, compiled epochs on a GPU,
+    compiled steps on a CPU): on the JAX backend, where fit's per-batch Python is most of a small model's time,
+    unless ``$DEEPGRADE_FASTFIT`` is 0. Other backends train with ``model.fit``."""
+    if os.environ.get(FASTFIT_ENV, "").strip() == "0":
+        return False
+    import keras
+
+    return keras.backend.backend() == "jax"
+
+
+def _fit(model, x, y, *, epochs: int, batch_size: int, validation_data, callbacks: list, seed: int) -> tuple[dict, str]:
+    """``model.fit(x, y, shuffle=True, verbose=0, ...)``'s history, through the fast path where it is on; and
+    which of the two trained ("fastfit" or "fit")."""
+    if fast_path():
+        from . import fastfit
+
+        history = fastfit.fit(model, x, y, epochs=epochs, batch_size=batch_size, validation_data=validation_data,
+                              callbacks=callbacks, seed=seed)
+        return dict(history), history.method
+    history = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0, callbacks=callbacks,
+                        validation_data=validation_data)
+    return history.history, "fit"
+
+
 def predicted_classes(model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """The highest-scoring class of each image in ``x``, computed here, never read from logs."""
     from keras import ops
 
+    if fast_path():
+        from . import fastfit
+
+        return fastfit.predict_classes(model, x, batch_size=max(batch_size, 4096))
     scores = model.predict(x, batch_size=batch_size, verbose=0)
     return ops.convert_to_numpy(ops.argmax(scores, axis=-1))
 
@@ -231,16 +274,16 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
             flags = [(layer, layer.trainable) for layer in _with_sublayers(frozen)]
             frozen.trainable = False
             _compile_defaults(fresh, defaults)
-            first = fresh.fit(x, targets(y), epochs=warm, batch_size=profile.batch_size, shuffle=True, verbose=0,
-                              validation_data=(x_mon, targets(y_mon)),
-                              callbacks=[epochs_callback(profile.epochs, what=what)])
-            _extend(curves, first.history)
+            first, method = _fit(fresh, x, targets(y), epochs=warm, batch_size=profile.batch_size,
+                                 validation_data=(x_mon, targets(y_mon)),
+                                 callbacks=[epochs_callback(profile.epochs, what=what)], seed=seed)
+            _extend(curves, first)
             for layer, flag in flags:  # outermost first: setting it re-sets its sublayers, restored after it
                 layer.trainable = flag
             _compile_like(fresh, model, defaults)
-        history = fresh.fit(x, targets(y), epochs=profile.epochs - warm, batch_size=profile.batch_size, shuffle=True,
-                            verbose=0, callbacks=[*callbacks, epochs_callback(profile.epochs, warm, what)],
-                            validation_data=(x_mon, targets(y_mon)))
+        history, method = _fit(fresh, x, targets(y), epochs=profile.epochs - warm, batch_size=profile.batch_size,
+                               callbacks=[*callbacks, epochs_callback(profile.epochs, warm, what)],
+                               validation_data=(x_mon, targets(y_mon)), seed=seed + 3)
     except Exception as exc:  # noqa: BLE001 - a student's compile settings can make fit fail
         raise StudentCodeError(
             f"Training failed with the model's compile settings ({type(exc).__name__}: {first_line(exc)}). "
@@ -248,13 +291,13 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
             "uncompiled to use the course defaults."
         ) from None
     seconds = time.monotonic() - start
-    _extend(curves, history.history)
-    if options.early_stopping and options.early_stopping.monitor not in history.history:
+    _extend(curves, history)
+    if options.early_stopping and options.early_stopping.monitor not in history:
         raise StudentCodeError(
             f"Early stopping monitors {options.early_stopping.monitor!r}, which training did not report: expected "
-            f"one of {sorted(history.history)}. "
+            f"one of {sorted(history)}. "
             "Monitor 'val_loss', or compile with metrics=['accuracy'].")
-    losses = history.history.get("loss", [float("nan")])
+    losses = history.get("loss", [float("nan")])
     emit("evaluate", what=what)
     start = time.monotonic()
     predicted = predicted_classes(fresh, x_test)
@@ -275,6 +318,7 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         history=curves,
         confusion=confusion_matrix(y_test, predicted, task.num_classes),
         monitored_on=monitored_on,
+        method=method,
     )
 
 

@@ -34,12 +34,16 @@ class GraderWorker:
 
     ``jailed``: None decides from :func:`deepgrade.sandbox.jail.isolation` (the caller has already refused
     or accepted grading without one). ``threads``: the TensorFlow/oneDNN threads each grade may use (a pool
-    of W workers on C cores gives each C // W); None leaves the library's default.
+    of W workers on C cores gives each C // W); None leaves the library's default. ``backend``: the grader's
+    Keras backend (default :func:`.backend.grader_backend`); ``gpu_share``: how many workers share one GPU.
     """
 
     def __init__(self, course: LoadedCourse, *, jailed: bool | None = None, threads: int | None = None,
-                 recycle_after: int = RECYCLE_AFTER):
+                 recycle_after: int = RECYCLE_AFTER, backend: str | None = None, gpu_share: int = 1):
+        from .backend import grader_backend
+
         self.course, self.threads, self.recycle_after = course, threads, recycle_after
+        self.backend, self.gpu_share = grader_backend(backend), gpu_share
         self._jailed = jailed
         self._server = None
         self._ready = False
@@ -83,19 +87,17 @@ class GraderWorker:
     def _launch(self):
         from ..sandbox import GRADER, Limits, jail
         from ..sandbox.running import Running
+        from .backend import process_env
 
         gpu = self.jailed and jail.has_gpu_devices()
         limits = GRADER if not gpu else Limits.of("grader", memory_limit_mb=0)  # CUDA reserves huge address space
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp",
                "MPLCONFIGDIR": "/tmp/matplotlib", "MPLBACKEND": "Agg",
-               "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "tensorflow"), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
-        for name in ("CUDA_VISIBLE_DEVICES", "DEEPGRADE_PROFILE"):
+               "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
+        for name in ("CUDA_VISIBLE_DEVICES", "DEEPGRADE_PROFILE", "DEEPGRADE_FASTFIT"):
             if name in os.environ:
                 env[name] = os.environ[name]
-        if self.threads:
-            n = str(self.threads)
-            env.update(TF_NUM_INTRAOP_THREADS=n, TF_NUM_INTEROP_THREADS=n, OMP_NUM_THREADS=n)
+        env.update(process_env(self.backend, self.threads, self.gpu_share if jail.has_gpu_devices() else 0))
         argv = [sys.executable, "-P", "-m", "deepgrade.grader.serve", str(self.course.root)]  # -P: not the cwd on sys.path
         max_frame = limits.return_mb * 2**20
         if not self.jailed:
@@ -103,6 +105,8 @@ class GraderWorker:
 
             env.update(KERAS_HOME=str(keras_home()), HOME=os.environ.get("HOME", "/tmp"),
                        TMPDIR=os.environ.get("TMPDIR", "/tmp"))
+            if "PYTHONPATH" in os.environ:  # a plain process finds deepgrade where its caller does (carried wheels)
+                env["PYTHONPATH"] = os.environ["PYTHONPATH"]
             env.pop("MPLCONFIGDIR")
             spec = jail.Jail(argv=argv, cwd=str(self.course.root), env=env, limits=limits)
             return Running(spec, max_frame=max_frame, jailed=False)
@@ -134,7 +138,7 @@ class GraderWorker:
     # -- grading -----------------------------------------------------------------------
     def grade(self, exercise: str, submission: Submission, *, profile: str | None = None,
               seed: int | None = None, only: list[str] | None = None, train: bool = True,
-              on_progress=None) -> Report:
+              on_progress=None, retry: bool = True) -> Report:
         """The trusted grader's report on ``submission`` (its model files are read here and sent as bytes).
 
         ``train=False``: only the checks that do not train (the others are listed in ``environment.deferred``).
@@ -153,7 +157,7 @@ class GraderWorker:
                     frames.append(files.frame(name, Path(path).read_bytes()))
                     models[entry] = Path(name)
                 request = GradeRequest(course=self.course.root, exercise=exercise, profile=profile, seed=seed,
-                                       only=only, train=train, submission=submission.model_copy(update={"models": models, "log": ""}))
+                                       only=only, train=train, retry=retry, submission=submission.model_copy(update={"models": models, "log": ""}))
                 frames.append(files.frame(files.GRADE_REQUEST, request.model_dump_json().encode()))
                 if not server.send(b"".join(frames)):
                     raise self._died(exercise, "stopped reading")

@@ -18,6 +18,12 @@ itself instead of trusting the ones in a student's file.
 A SavedModel without that asset (an online feature vector) is wrapped in a
 frozen ``TFSMLayer`` for exploring in a notebook; the grader refuses it (see
 README, "Transfer learning").
+
+The trusted grader reads neither TensorFlow nor the SavedModel: a base built by
+``deepgrade pretrain`` also carries its weights as a plain numpy archive
+(``assets/deepgrade_base.weights.npz``, one array per variable path, no pickles),
+which :func:`load_base` with ``neutral=True`` reads on any Keras backend
+(TensorFlow, JAX, PyTorch), checking their sha256 against the manifest's.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from ..errors import ConfigError, StudentCodeError
 from ..protocol import files, refuse_unsafe
 
 KERAS_CONFIG = "assets/deepgrade_base.json"  # the base's Keras config, inside the SavedModel folder
-MANIFEST = "assets/deepgrade_pretrain.json"  # how it was built: seed, classes, budget, versions, weights digest
+MANIFEST = "assets/deepgrade_pretrain.json"
+WEIGHTS = "assets/deepgrade_base.weights.npz"  # the same weights, backend-neutral (numpy), for the grader  # how it was built: seed, classes, budget, versions, weights digest
 BASE_NAME = "pretrained_base"
 LOCAL_COPY = files.BASE  # beside the exercise notebook: released there by nbgrader, placed there by the sandbox
 
@@ -83,24 +90,24 @@ def is_course_base(path: Path) -> bool:
     return (Path(path) / KERAS_CONFIG).is_file()
 
 
-def load_base(handle: str | None = None):
-    """The pretrained feature extractor as a frozen Keras 3 model named ``pretrained_base``."""
+def load_base(handle: str | None = None, *, neutral: bool = False):
+    """The pretrained feature extractor as a frozen Keras 3 model named ``pretrained_base``.
+
+    ``neutral``: from its Keras config and numpy weights (any backend, no TensorFlow), as the grader loads it.
+    """
+    path = resolve(handle)
+    if neutral:
+        return _load_neutral(path)
     import keras
     import tensorflow_hub as hub
 
-    path = resolve(handle)
     if not (path / "saved_model.pb").is_file():
         raise ConfigError(f"The pretrained base is not a SavedModel: expected {path / 'saved_model.pb'}.",
                           tip="Rebuild it with `deepgrade pretrain transfer`.")
     if not is_course_base(path):
         layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default", trainable=False)
         return keras.Sequential([layer], name=BASE_NAME)
-    config = json.loads((path / KERAS_CONFIG).read_text())
-    try:
-        refuse_unsafe(config)
-    except StudentCodeError as exc:
-        raise ConfigError(f"{path / KERAS_CONFIG}: {exc}") from None
-    model = keras.models.model_from_json(json.dumps(config))
+    model = _from_config(path)
     saved = hub.load(str(path))
     by_name = {_key(v.name): v for v in saved.variables}
     for weight in model.weights:
@@ -109,6 +116,44 @@ def load_base(handle: str | None = None):
             raise ConfigError(f"{path}: the SavedModel has no variable {weight.path!r} of shape {tuple(weight.shape)}; "
                               "its config and variables disagree. Rebuild it with `deepgrade pretrain transfer`.")
         weight.assign(source.numpy())
+    model.trainable = False
+    return model
+
+
+def _from_config(path: Path):
+    """The base's architecture from its Keras config (built-in layers only, nothing that carries data)."""
+    import keras
+
+    config = json.loads((path / KERAS_CONFIG).read_text())
+    try:
+        refuse_unsafe(config)
+    except StudentCodeError as exc:
+        raise ConfigError(f"{path / KERAS_CONFIG}: {exc}") from None
+    return keras.models.model_from_json(json.dumps(config))
+
+
+def _load_neutral(path: Path):
+    import numpy as np
+
+    from .build import weights_digest
+
+    if not is_course_base(path) or not (path / WEIGHTS).is_file():
+        raise ConfigError(f"{path}: expected the base's Keras config and numpy weights ({KERAS_CONFIG}, {WEIGHTS}), "
+                          "which the grader loads on any backend. Received: "
+                          f"{'no ' + WEIGHTS if is_course_base(path) else 'a SavedModel without them'}.",
+                          tip="Rebuild it with `deepgrade pretrain transfer`.")
+    model = _from_config(path)
+    with np.load(path / WEIGHTS, allow_pickle=False) as stored:
+        for weight in model.weights:
+            key = _key(weight.path)
+            if key not in stored.files or tuple(stored[key].shape) != tuple(weight.shape):
+                raise ConfigError(f"{path / WEIGHTS}: no array {key!r} of shape {tuple(weight.shape)}; its config "
+                                  "and weights disagree. Rebuild it with `deepgrade pretrain transfer`.")
+            weight.assign(stored[key])
+    expected = json.loads((path / MANIFEST).read_text()).get("weights_sha256") if (path / MANIFEST).is_file() else None
+    if expected and weights_digest(model) != expected:
+        raise ConfigError(f"{path / WEIGHTS}: its weights' sha256 is not the manifest's ({expected[:12]}...): the "
+                          "file does not hold the pretrained base. Rebuild it with `deepgrade pretrain transfer`.")
     model.trainable = False
     return model
 

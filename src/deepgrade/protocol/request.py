@@ -25,6 +25,7 @@ class GradeRequest(BaseModel):
     seed: int | None = None
     only: list[str] | None = None             # check names; None: every check
     train: bool = True                        # False: only the checks that do not train (a notebook's first cells)
+    retry: bool = True                        # False: a narrow miss is not trained again (calibration)
 
     @model_validator(mode="after")
     def _one_input(self) -> "GradeRequest":

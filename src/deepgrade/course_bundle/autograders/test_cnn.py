@@ -41,8 +41,8 @@ def test_output_shapes(model, passed):
     passed(check_output_shapes(model, EXPECTED, INPUT_SHAPE))
 
 
-def test_accuracy(training, profile, passed):
-    passed(check_accuracy(training, profile.thresholds.accuracy))
+def test_accuracy(training, profile, exercise, passed):
+    passed(check_accuracy(training, profile.thresholds.accuracy, defaults=exercise.compile))
 
 
 def test_strided_shapes(models, passed):

@@ -56,8 +56,8 @@ def test_head_new(model, base, task, passed):
     passed(check_head_new(model, base, task.num_classes))
 
 
-def test_accuracy(training, profile, passed):
-    passed(check_accuracy(training, profile.thresholds.accuracy))
+def test_accuracy(training, profile, exercise, passed):
+    passed(check_accuracy(training, profile.thresholds.accuracy, defaults=exercise.compile))
 
 
 def test_gain(training, head_alone_training, profile, grading, passed):

@@ -7,7 +7,7 @@ import numpy as np
 
 from ...errors import CheckFailed, StudentCodeError, first_line
 from ..training import Warmup
-from .metrics import require_threshold
+from .metrics import describe_optimizer, require_threshold
 
 
 def _signature(model) -> list[tuple[str, tuple]]:
@@ -120,12 +120,25 @@ def check_fine_tuning(model, base, training, threshold: float | None) -> str:
     change = max(float(np.max(np.abs(a - b))) for a, b in zip(tuned, base.get_weights(), strict=True))
     if change == 0.0:
         raise CheckFailed("build_finetune_model(base): expected training to change the base's weights. Received: "
-                          "no change. Unfreeze the base and compile the model with a trainable optimizer.")
+                          f"no change.{_tuned_with(training)} Unfreeze the base and compile the model with a "
+                          "trainable optimizer.")
     threshold = require_threshold(threshold, "fine_tuning")
     if training.test_accuracy < threshold:
         raise CheckFailed(
             f"Fine-tuning collapsed: expected test accuracy of at least {threshold:.3f}. Received: "
-            f"{training.test_accuracy:.4f} ({training.budget()}). Fine-tune with a small learning rate, "
-            "e.g. keras.optimizers.Adam(1e-4), so the pretrained features are not destroyed.")
+            f"{training.test_accuracy:.4f} ({training.budget()}).{_tuned_with(training)} Fine-tune with a small "
+            "learning rate, e.g. keras.optimizers.Adam(1e-4), so the pretrained features are not destroyed.")
     return (f"fine-tuned: the base's weights moved (largest change {change:.2g}) and test accuracy is "
             f"{training.test_accuracy:.4f} >= {threshold:.3f} ({training.budget()}).")
+
+
+def _tuned_with(training) -> str:
+    """A sentence naming the optimizer the fine-tuning epochs ran with, and whose it was (in this check the
+    optimizer is the exercise); empty when it is not known."""
+    optimizer = getattr(training.model, "optimizer", None)
+    if optimizer is None:
+        return ""
+    if training.compiled_by == "course":
+        return (" build_finetune_model(base) returned an uncompiled model, so the fine-tuning epochs ran with the "
+                f"course's default, {describe_optimizer(optimizer)}.")
+    return f" The fine-tuning epochs ran with {describe_optimizer(optimizer)}, as build_finetune_model(base) compiled it."

@@ -1,0 +1,165 @@
+"""The trusted grader on JAX: the same grades as on TensorFlow, for the reference, the stub and every baseline.
+
+The notebook runs once, in the student's jail on TensorFlow (``graded`` builds each answer's models once); the
+same model files are then graded by the grader on TensorFlow (in this process) and on JAX (a grader worker in
+its own jail, ``KERAS_BACKEND=jax`` there only), under the same seed. Torch is exercised on a GPU machine (its
+CUDA wheel does not fit here): see docs/calibration.md.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from deepgrade.errors import ConfigError
+from deepgrade.grader.backend import BACKENDS, ENV, grader_backend
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBMISSIONS = ROOT / "tests" / "submissions"
+EXERCISES = ["mlp", "cnn", "rnn", "regularization", "transfer"]
+METRICS = ("test_accuracy", "gap", "gain", "finetune_accuracy")
+SPREAD = 3.0  # a JAX grade's metric lies within the calibrated min..max, widened by this many standard deviations
+
+
+def answers(course, exercise: str) -> dict[str, str]:
+    """answer (for ``graded``) -> the model calibration names it after: the reference, the stub, each baseline."""
+    found = {"solution": "reference solution", "stub": ""}
+    for name, spec in course.exercise(exercise).baselines.items():
+        relative = os.path.relpath(course.root / spec.answer, SUBMISSIONS / exercise)
+        found[relative.removesuffix(".py")] = f"baseline: {name}"
+    return found
+
+
+def calibrated(exercise: str, model: str) -> dict[str, tuple[float, float, float]]:
+    """metric -> (min, max, sd) of ``model`` in docs/calibration.md's smoke section for ``exercise`` (TensorFlow)."""
+    text = (ROOT / "docs" / "calibration.md").read_text()
+    section = re.search(rf"<!-- calibrate {exercise}:smoke -->(.*?)<!-- /calibrate {exercise}:smoke -->", text, re.S)
+    assert section, f"docs/calibration.md has no smoke calibration of {exercise}"
+    table = re.search(r"^\| model \| metric \|.*?(?=^$)", section[1], re.S | re.M)  # the first table: the metrics
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table[0].splitlines()]
+    head = rows[0]
+    spread = {}
+    for row in rows[2:]:
+        cells = dict(zip(head, row, strict=False))
+        if cells.get("model") == model:
+            spread[cells["metric"]] = (float(cells["min"]), float(cells["max"]), float(cells["sd"]))
+    return spread
+
+
+def outcome(report) -> dict[str, bool]:
+    return {c.name: c.passed for c in report.checks}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exercise", EXERCISES)
+def test_the_grader_on_jax_agrees_with_tensorflow(exercise, graded, course):
+    for answer, model in answers(course, exercise).items():
+        on_tf, on_jax = graded(exercise, answer), graded(exercise, answer, backend="jax")
+        assert on_tf.environment["backend"] == "tensorflow" and on_jax.environment["backend"] == "jax"
+        assert "jax" in on_jax.environment["versions"] and on_jax.environment["seed"] == on_tf.environment["seed"]
+        said = {c.name: c.message for c in on_jax.checks}
+        assert outcome(on_jax) == outcome(on_tf), (answer, said, {c.name: c.message for c in on_tf.checks})
+        if answer == "solution":
+            assert all(outcome(on_jax).values()), said
+        if answer == "stub":
+            assert not any(outcome(on_jax).values()) and "NotImplementedError" in " ".join(said.values())
+            continue
+        spread = calibrated(exercise, model)
+        for metric in METRICS:
+            value = on_jax.environment.get("metrics", {}).get(metric)
+            if value is None or metric not in spread:
+                continue
+            low, high, sd = spread[metric]
+            assert low - SPREAD * sd <= value <= high + SPREAD * sd, (
+                f"{exercise} {model}: {metric} on JAX {value:.4f}, calibrated on TensorFlow {low:.4f}..{high:.4f} "
+                f"(sd {sd:.4f}); on TensorFlow this seed gave {on_tf.environment['metrics'].get(metric)}")
+
+
+def test_the_backend_is_chosen_and_checked(monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert grader_backend() == "tensorflow"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert grader_backend() == "torch"  # the notebook's backend, when nothing else is said
+    monkeypatch.setenv(ENV, "jax")
+    assert grader_backend() == "jax" and grader_backend("torch") == "torch" and set(BACKENDS) == {"tensorflow", "jax", "torch"}
+    monkeypatch.setenv(ENV, "jaxx")
+    with pytest.raises(ConfigError) as caught:
+        grader_backend()
+    assert "DEEPGRADE_BACKEND: expected a Keras backend, one of tensorflow, jax, torch. Received: 'jaxx'." in str(caught.value)
+    assert "jax" in (caught.value.tip or "")
+
+
+def test_the_grader_reads_the_base_without_tensorflow_and_checks_its_digest(tmp_path):
+    """The numpy weights beside the SavedModel are the SavedModel's (the manifest's sha256), and a changed copy is
+    refused: what the grader restores on JAX or torch is the base students get through tensorflow_hub."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from deepgrade.pretrained import MANIFEST, load_base, weights_digest
+    from deepgrade.pretrained.load import WEIGHTS
+
+    base = ROOT / "solutions" / "transfer" / "pretrained_base"
+    manifest = json.loads((base / MANIFEST).read_text())
+    neutral, saved = load_base(str(base), neutral=True), load_base(str(base))
+    assert weights_digest(neutral) == weights_digest(saved) == manifest["weights_sha256"]
+    assert not neutral.trainable and neutral.count_params() == manifest["parameters"]
+    released = ROOT / "exercises" / "transfer" / "pretrained_base" / WEIGHTS
+    assert released.read_bytes() == (base / WEIGHTS).read_bytes()  # nbgrader's release carries the same file
+    copy = shutil.copytree(base, tmp_path / "base")
+    with np.load(copy / WEIGHTS) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    first = sorted(arrays)[0]
+    arrays[first] = arrays[first] + 0.01
+    np.savez(copy / WEIGHTS, **arrays)
+    with pytest.raises(ConfigError, match="its weights' sha256 is not the manifest's"):
+        load_base(str(copy), neutral=True)
+    (copy / WEIGHTS).unlink()
+    with pytest.raises(ConfigError, match="expected the base's Keras config and numpy weights"):
+        load_base(str(copy), neutral=True)
+
+
+def test_no_tensorflow_in_the_graders_process_on_jax():
+    """On JAX, the grader's whole path (course, data, the base, a grade of the reference's model file) runs with
+    TensorFlow made unimportable, as on a GPU machine that has JAX and no TensorFlow."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+class NoTensorFlow:
+    def find_spec(self, name, path, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("TensorFlow is not installed here")
+sys.meta_path.insert(0, NoTensorFlow())
+from pathlib import Path
+from deepgrade.course import load_course
+from deepgrade.grader import grade
+from deepgrade.protocol import Submission
+course = load_course()
+report = grade(course, "transfer", Submission.of_model("build_model", Path(sys.argv[1])), profile="smoke", seed=1,
+               only=["base_used", "base_frozen", "head_new"])
+print([c.passed for c in report.checks], report.environment["backend"], "tensorflow" in sys.modules)
+"""
+    model = _reference_transfer_model()
+    done = subprocess.run([sys.executable, "-c", script, str(model)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[True, True, True] jax False"
+
+
+def _reference_transfer_model() -> Path:
+    """The reference's build_model(base) as a .keras file, built here (the transfer solution's head)."""
+    import keras
+
+    from deepgrade.pretrained import load_base
+
+    base = load_base(str(ROOT / "solutions" / "transfer" / "pretrained_base"), neutral=True)
+    model = keras.Sequential([keras.Input((28, 28, 1)), base, keras.layers.Dropout(0.3), keras.layers.Dense(5, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    path = Path(__import__("tempfile").mkdtemp()) / "model.keras"
+    model.save(path)
+    return path
