@@ -62,6 +62,7 @@ def test_the_grader_on_jax_agrees_with_tensorflow(exercise, graded, course):
         assert outcome(on_jax) == outcome(on_tf), (answer, said, {c.name: c.message for c in on_tf.checks})
         if answer == "solution":
             assert all(outcome(on_jax).values()), said
+            assert (on_jax.environment["trained_by"], on_tf.environment["trained_by"]) == ("fastfit", "fit")
         if answer == "stub":
             assert not any(outcome(on_jax).values()) and "NotImplementedError" in " ".join(said.values())
             continue

@@ -202,16 +202,32 @@ def fallbacks():
     return found
 
 
-print(json.dumps(globals()[sys.argv[1]]()))
+found = {}
+for name in sys.argv[1:]:
+    keras.backend.clear_session()
+    found[name] = globals()[name]()
+print(json.dumps(found))
 '''
 
+QUICK = ("remainder", "early_stopping", "regularized", "categorical", "warmup", "fallbacks")
 
-def jax_scenario(name: str) -> dict:
+
+def _run_scenarios(*names: str) -> dict:
     env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCENARIOS, name], env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, "-c", SCENARIOS, *names], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def quick():
+    """The quick scenarios, run in one JAX process (one Keras and JAX start for all of them)."""
+    return _run_scenarios(*QUICK)
+
+
+def jax_scenario(name: str, ran: dict | None = None) -> dict:
+    return ran[name] if ran is not None else _run_scenarios(name)[name]
 
 
 @pytest.mark.slow  # four trainings of 5,000 images (about 30 s on 2 cores)
@@ -230,8 +246,8 @@ def test_fastfit_reaches_fits_accuracy_with_fits_history_keys():
     assert abs(mean(fast) - mean(plain)) < 0.02, (fast, plain)
 
 
-def test_every_sample_every_epoch_the_last_partial_batch_included():
-    for loop, found in jax_scenario("remainder").items():
+def test_every_sample_every_epoch_the_last_partial_batch_included(quick):
+    for loop, found in jax_scenario("remainder", quick).items():
         assert found["method"] == "fastfit" and found["loop"] == loop
         assert found["untouched"] == 0          # every one of the 300 samples trained in the first epoch
         assert found["in_last_batch"] == 44     # 44 of them in a batch of 44 (the mean of 44, not of 128)
@@ -240,8 +256,8 @@ def test_every_sample_every_epoch_the_last_partial_batch_included():
         assert found["keys"] == ["loss", "mae"] and found["epochs"] == 2  # initial_epoch=1 of 3
 
 
-def test_early_stopping_stops_and_restores_as_in_fit():
-    runs = jax_scenario("early_stopping")
+def test_early_stopping_stops_and_restores_as_in_fit(quick):
+    runs = jax_scenario("early_stopping", quick)
     for method in ("scan", "step", "fit"):
         run = runs[method]
         assert run["loss"][1] < run["loss"][0], run  # the premise: loss fell, so epoch 0 stayed the best
@@ -249,8 +265,8 @@ def test_early_stopping_stops_and_restores_as_in_fit():
         assert run["restored"] and run["last_differs"], (method, run)
 
 
-def test_l2_regularized_model_with_dropout_trains_with_its_penalty():
-    runs = jax_scenario("regularized")
+def test_l2_regularized_model_with_dropout_trains_with_its_penalty(quick):
+    runs = jax_scenario("regularized", quick)
     assert runs["method"] == "fastfit"
     fast, plain = runs["fastfit"], runs["fit"]
     assert fast["penalty"] > 3  # the L2 term dominates the first epoch's loss: leaving it out would show
@@ -259,23 +275,23 @@ def test_l2_regularized_model_with_dropout_trains_with_its_penalty():
     assert fast["accuracy"] > 0.6 and abs(fast["accuracy"] - plain["accuracy"]) < 0.06, (fast, plain)
 
 
-def test_categorical_crossentropy_with_one_hot_targets():
-    runs = jax_scenario("categorical")
+def test_categorical_crossentropy_with_one_hot_targets(quick):
+    runs = jax_scenario("categorical", quick)
     assert runs["method"] == "fastfit"
     assert runs["fastfit"]["keys"] == runs["fit"]["keys"] == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert runs["fastfit"]["accuracy"] > 0.7 and abs(runs["fastfit"]["accuracy"] - runs["fit"]["accuracy"]) < 0.05
 
 
-def test_a_frozen_base_then_fine_tuning_as_the_transfer_grader_trains():
-    found = jax_scenario("warmup")
+def test_a_frozen_base_then_fine_tuning_as_the_transfer_grader_trains(quick):
+    found = jax_scenario("warmup", quick)
     assert found["methods"] == ["fastfit", "fastfit"]
     assert found["frozen_kept"]     # weights and BatchNorm statistics of the frozen base did not move
     assert found["tuned_moved"]     # compiled again with it trainable, they did
     assert found["iterations"] == 2 * 4  # the second compile's fresh optimizer: 2 epochs of 4 batches
 
 
-def test_falls_back_for_batch_hooks_and_leaves_students_errors_to_fit():
-    found = jax_scenario("fallbacks")
+def test_falls_back_for_batch_hooks_and_leaves_students_errors_to_fit(quick):
+    found = jax_scenario("fallbacks", quick)
     method, reason, batches = found["hooked"]
     assert method == "fit" and "LambdaCallback" in reason and "on_train_batch_end" in reason
     assert batches == 4  # fit called the hook: ceil(100 / 32) batches
