@@ -196,7 +196,7 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     """The threshold the retry rule needs: the reference loses a grade to this check at most TARGET / ``checks``
     of the time (95% upper bound, ``checks`` training checks sharing the target), and every baseline that must
     fail it does on every seed. Of the thresholds that do both, the middle one (rounded to 0.001), so both
-    errors keep room. Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
+    errors keep room; with no baseline to fail, the lower of that bound and :func:`propose`'s. Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     ref = sorted(sign * v for v in reference.values[metric])
     n = len(ref)
@@ -212,7 +212,11 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     if low is not None and low > high:
         return None, (f"cannot separate: the reference needs a threshold at or {worse} {sign * high:.3f} and a "
                       f"baseline that must fail reaches {sign * reach:.4f}; raise the profile's budget")
-    threshold = _round_down((low + high) / 2) if low is not None else high
+    if low is not None:
+        threshold = _round_down((low + high) / 2)
+    else:  # nothing to separate from: no closer to the reference's tail than the margin rule either
+        margin = propose(reference, [], metric)[0]
+        threshold = min(high, sign * margin) if margin is not None else high
     if metric == "gain" and threshold <= 0:
         return None, f"the reference's gain would need a threshold of {threshold:+.3f}: the pretrained base does not clearly help"
     kept = sum(v < threshold for v in ref)
