@@ -164,3 +164,13 @@ def _reference_transfer_model() -> Path:
     path = Path(__import__("tempfile").mkdtemp()) / "model.keras"
     model.save(path)
     return path
+
+
+def test_a_wrong_backend_on_the_command_line_is_said_before_anything_runs(capsys):
+    from deepgrade.cli import main
+
+    notebook = ROOT / "solutions" / "mlp" / "mlp.ipynb"
+    assert main(["check", "mlp", str(notebook), "--backend", "jaxx"]) == 2
+    said = capsys.readouterr().err
+    assert "Invalid value for --backend: expected a Keras backend, one of tensorflow, jax, torch. Received: 'jaxx'." in said
+    assert "Did you mean 'jax'?" in said

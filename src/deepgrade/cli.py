@@ -39,7 +39,8 @@ def _use_backend(backend: str | None) -> None:
         try:
             os.environ[ENV] = grader_backend(backend)
         except DeepgradeError as exc:
-            raise typer.BadParameter(exc.message, param_hint="--backend") from None
+            said = exc.message.removeprefix("--backend: ")
+            raise typer.BadParameter(f"{said} {exc.tip}" if exc.tip else said, param_hint="--backend") from None
 
 
 def _check_profile(profile: str | None) -> None:
