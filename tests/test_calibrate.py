@@ -71,7 +71,8 @@ def test_propose_a_maximum_gap_mirrors_the_rule():
 
 def test_the_rule_puts_the_threshold_between_the_reference_and_the_baselines():
     """With enough seeds the threshold lets at most the allowed few reference seeds below it (here 2 of 200, whose
-    bound squared is under 1/1000), stays above every baseline seed, and sits in the middle of that room."""
+    bound squared is under 1/1000), stays above every baseline seed, and sits in the middle of that room, at most
+    MARGIN from the reference's tail."""
     from deepgrade.calibrate import propose_by_rule, upper_bound
 
     ref = Runs("ref", {"test_accuracy": [0.7941, 0.7947] + [0.7960] + [0.82] * 197})
@@ -83,4 +84,6 @@ def test_the_rule_puts_the_threshold_between_the_reference_and_the_baselines():
     assert propose_by_rule(ref, [crowded])[0] is None  # no room: a baseline reaches past the reference's tail
     gap = propose_by_rule(Runs("ref", {"gap": [0.08] * 199 + [0.10]}), [Runs("o", {"gap": [0.13] * 200}, fails=("gap",))],
                           "gap")
-    assert gap[0] == 0.105  # mirrored: the middle of 0.08 (2 reference seeds may lie above) and 0.129 (baseline)
+    assert gap[0] == 0.095  # mirrored: 0.08 (2 reference seeds may lie above) + MARGIN, nearer than the middle, 0.105
+    far = Runs("b", {"test_accuracy": [0.55] * 200}, fails=("accuracy",))  # a baseline far below (rnn's sgd_slow)
+    assert propose_by_rule(ref, [far])[0] == 0.781  # MARGIN below the reference's allowed tail, not the middle

@@ -196,7 +196,9 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     """The threshold the retry rule needs: the reference loses a grade to this check at most TARGET / ``checks``
     of the time (95% upper bound, ``checks`` training checks sharing the target), and every baseline that must
     fail it does on every seed. Of the thresholds that do both, the middle one (rounded to 0.001), so both
-    errors keep room; with no baseline to fail, the lower of that bound and :func:`propose`'s. Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
+    errors keep room, but no more than MARGIN below the reference's allowed tail (a baseline far below must not
+    drag the threshold down to it); with no baseline to fail, the lower of that bound and :func:`propose`'s.
+    Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     ref = sorted(sign * v for v in reference.values[metric])
     n = len(ref)
@@ -212,8 +214,8 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     if low is not None and low > high:
         return None, (f"cannot separate: the reference needs a threshold at or {worse} {sign * high:.3f} and a "
                       f"baseline that must fail reaches {sign * reach:.4f}; raise the profile's budget")
-    if low is not None:
-        threshold = _round_down((low + high) / 2)
+    if low is not None:  # the middle of the room, but no further than MARGIN from the reference's allowed tail
+        threshold = max(_round_down((low + high) / 2), _round_down(high - MARGIN))
     else:  # nothing to separate from: no closer to the reference's tail than the margin rule either
         margin = propose(reference, [], metric)[0]
         threshold = min(high, sign * margin) if margin is not None else high
@@ -222,7 +224,7 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     kept = sum(v < threshold for v in ref)
     said = (f"{kept} of {n} reference seeds {worse} it (at most {allowed} allowed: "
             f"{upper_bound(allowed, n) ** 2:.1e} with the retry, 95% bound)")
-    said += (f"; baselines that must fail reach {sign * reach:.4f}; the middle of {sign * low:.3f}..{sign * high:.3f}"
+    said += (f"; baselines that must fail reach {sign * reach:.4f}; room {sign * low:.3f}..{sign * high:.3f}"
              if reach is not None else "; no baseline to fail")
     return sign * threshold + 0.0, said
 
