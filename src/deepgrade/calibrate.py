@@ -22,10 +22,11 @@ from pathlib import Path
 
 from .course import LoadedCourse, write_submission
 from .errors import ConfigError
+from .grader.run import METRIC_OF
 from .protocol import Submission
 
 # metric in the grade's environment -> the check whose threshold it decides
-METRIC_CHECK = {"test_accuracy": "accuracy", "gap": "gap", "gain": "gain", "finetune_accuracy": "fine_tuning"}
+METRIC_CHECK = {metric: check for check, metric in METRIC_OF.items()}  # the retry rule's, inverted
 LOWER_IS_BETTER = {"gap"}  # a maximum, not a minimum
 
 

@@ -28,20 +28,20 @@ from ..errors import ConfigError, GraderError, did_you_mean
 from ..protocol import CheckResult, GradeRequest, Report, Submission
 
 RUN = pytest.StashKey["GradingRun"]()
+AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+_MODULE_NAME = re.compile(r"^test_(?P<exercise>\w+)\.py$")
 
 # The retry rule (README, "No correct student fails on a seed"): a grade whose model passes every check that does
 # not train, but fails a check that trains (having trained and measured it), has the failed checks graded again on
-# a second training under a second seed derived from the first; for them the better of the two trainings counts. A correct model fails one training with
-# probability p (0 in 200 seeds bounds it at 1.5%, `deepgrade calibrate` measures it), both with p squared; a model
-# whose layers are wrong is not trained twice.
+# a second training under a second seed derived from the first; for them the better of the two trainings counts.
+# A correct model fails one training with probability p (0 in 200 seeds bounds it at 1.5%, `deepgrade calibrate`
+# measures it), both with p squared; a model whose layers are wrong is not trained twice.
 METRIC_OF = {"accuracy": "test_accuracy", "gap": "gap", "gain": "gain", "fine_tuning": "finetune_accuracy"}
 
 
 def second_seed(seed: int) -> int:
     """The retry's seed: a fixed function of the grade's seed, so ``--seed`` reproduces both trainings."""
     return (seed * 7919 + 104729) % 2**31
-AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
-_MODULE_NAME = re.compile(r"^test_(?P<exercise>\w+)\.py$")
 
 
 def check_name(test_name: str) -> str | None:
@@ -180,8 +180,9 @@ class GradingRun:
                 tail = "\n".join(log.getvalue().strip().splitlines()[-15:])
                 raise GraderError(f"The autograder {autograder.name} for {self.exercise_name!r} ended (pytest exit "
                                   f"code {int(code)}) without a result for {missing}. Its last output:\n{tail}")
-            if self.retry_because():
-                self._train_again()
+            failed = self.retry_because()
+            if failed:
+                self._train_again(failed)
             return self.report()
         finally:
             if self._tmp is not None:
@@ -199,12 +200,11 @@ class GradingRun:
         structure = [result for name, result in self.results.items() if name not in self.trains]
         return failed if failed and all(result.passed for result in structure) else []
 
-    def _train_again(self) -> None:
-        """Grade the failed checks that train once more under :func:`second_seed` (only those: a check that passed
-        keeps its result); for them, keep the training that earns more points."""
+    def _train_again(self, failed: list[str]) -> None:
+        """Grade the ``failed`` checks that train once more under :func:`second_seed` (only those: a check that
+        passed keeps its result); for them, keep the training that earns more points."""
         import keras
 
-        failed = self.retry_because()
         seed = second_seed(self.seed)
         keras.backend.clear_session()
         again = GradingRun(self.course, self.exercise_name, self._submission, notebook=self.notebook,
