@@ -202,6 +202,41 @@ def fallbacks():
     return found
 
 
+def pooling():
+    """fastfit's tiled max pooling: Keras's values and gradient where windows tile the input, Keras's own
+    function elsewhere, and Keras's function back afterwards (also after an error)."""
+    import jax
+    from keras.src.backend.jax import nn
+
+    rng = np.random.default_rng(0)
+    keras_pool = nn.max_pool
+    cases = {"2d": ((4, 13, 13, 3), (2, 2), (2, 2), "valid"), "2d_3x3": ((2, 12, 9, 2), 3, 3, "valid"),
+             "1d": ((3, 11, 5), (2,), (2,), "valid"), "3d": ((2, 6, 7, 5, 2), (2, 2, 2), (2, 2, 2), "valid"),
+             "strided": ((2, 13, 13, 3), (3, 3), (2, 2), "valid"), "same": ((2, 13, 13, 3), (2, 2), (2, 2), "same")}
+    found = {}
+    for name, (shape, size, strides, padding) in cases.items():  # strides always given, as the layers give them
+        x = rng.normal(size=shape).astype("float32")
+        pooled = lambda f: (lambda x: f(x, size, strides, padding, "channels_last"))
+        loss = lambda f: (lambda x: (pooled(f)(x) ** 2).sum())
+        want, want_grad = keras_pool(x, size, strides, padding), jax.grad(loss(keras_pool))(x)
+        with fastfit.tiled_max_pool():
+            ours = nn.max_pool
+            got, got_grad = jax.jit(pooled(ours))(x), jax.jit(jax.grad(loss(ours)))(x)
+            keras_op = "reduce_window" in str(jax.make_jaxpr(jax.grad(loss(ours)))(x))
+        found[name] = {"shape": [list(want.shape), list(got.shape)], "equal": bool(np.array_equal(want, got)),
+                       "grad": float(np.abs(np.asarray(want_grad) - np.asarray(got_grad)).max()),
+                       "replaced": ours is not keras_pool, "keras_op": keras_op}
+    try:
+        with fastfit.tiled_max_pool():
+            raise RuntimeError("inside")
+    except RuntimeError:
+        pass
+    with fastfit.tiled_max_pool(False):
+        found["inactive_kept"] = nn.max_pool is keras_pool
+    found["restored"] = nn.max_pool is keras_pool
+    return found
+
+
 found = {}
 for name in sys.argv[1:]:
     keras.backend.clear_session()
@@ -209,7 +244,7 @@ for name in sys.argv[1:]:
 print(json.dumps(found))
 '''
 
-QUICK = ("remainder", "early_stopping", "regularized", "categorical", "warmup", "fallbacks")
+QUICK = ("remainder", "early_stopping", "regularized", "categorical", "warmup", "fallbacks", "pooling")
 
 
 def _run_scenarios(*names: str) -> dict:
@@ -298,6 +333,17 @@ def test_falls_back_for_batch_hooks_and_leaves_students_errors_to_fit(quick):
     assert found["available"] is True
     assert found["auto"] == "step"  # on a CPU: XLA:CPU compiles a convolution's gradient in a loop slowly
     assert found["student_error"][0] == found["student_error"][1] != ""  # the same error fit raises
+
+
+def test_max_pooling_that_tiles_its_input_is_a_reshape_with_kerass_values_and_gradient(quick):
+    found = jax_scenario("pooling", quick)
+    for name in ("2d", "2d_3x3", "1d", "3d", "strided", "same"):
+        case = found[name]
+        assert case["replaced"] and case["equal"] and case["shape"][0] == case["shape"][1], (name, case)
+        assert case["grad"] == 0.0, (name, case)  # random floats: no window holds its maximum twice
+        assert case["keras_op"] == (name in ("strided", "same")), (name, case)  # only windows that tile: a reshape
+    assert found["same"]["shape"][0][1:3] == [7, 7]  # "same" padding went to Keras's function (a reshape gives 6)
+    assert found["restored"] and found["inactive_kept"]
 
 
 def test_on_tensorflow_it_is_model_fit():
