@@ -15,27 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-
-def _threads_per_worker() -> int | None:
-    """pytest-xdist runs N workers on this machine's cores: each then trains with cores // N threads, as the
-    batch gives each of its grader workers (two TensorFlow trainings of the course CNN side by side on 2 cores:
-    31 s each with one thread, 41 s with two). Set before TensorFlow, JAX or oneDNN start, for this process and
-    the grader and sandbox processes it starts; calibration's workers train the same way."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers <= 1:
-        return None
-    from deepgrade.grader.backend import process_env
-
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    for name, value in process_env("jax", threads).items():
-        if name != "KERAS_BACKEND":
-            os.environ.setdefault(name, value)
-    return threads
-
-
-THREADS = _threads_per_worker()
-
-from deepgrade.course import load_course, write_submission  # noqa: E402 - after the threads are set
+from deepgrade.course import load_course, write_submission
 
 pytest_plugins = ["pytester"]
 
@@ -154,7 +134,7 @@ def graded(course, make_submission, tmp_path_factory):
                     report = grade(course, exercise, submission, profile=profile, seed=seed)
                 else:
                     if backend not in workers:
-                        workers[backend] = GraderWorker(course, backend=backend, threads=THREADS).start()
+                        workers[backend] = GraderWorker(course, backend=backend).start()
                     report = workers[backend].grade(exercise, submission, profile=profile, seed=seed)
                 tmp = key.with_suffix(".tmp")
                 tmp.write_text(json.dumps(report.dump()))
