@@ -262,23 +262,22 @@ def tiled_max_pool(active: bool = True):
     if not active:
         yield
         return
+    from jax import numpy as jnp
+    from keras.src.backend.config import standardize_data_format
     from keras.src.backend.jax import nn
 
     keras_max_pool = nn.max_pool
 
     def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
-        from jax import numpy as jnp
-        from keras.src.backend.config import standardize_data_format
-
         spatial = inputs.ndim - 2
         size = tuple(pool_size) if isinstance(pool_size, (tuple, list)) else (pool_size,) * spatial
         step = size if strides is None else tuple(strides) if isinstance(strides, (tuple, list)) else (strides,) * spatial
         if (spatial < 1 or len(size) != spatial or step != size or str(padding).lower() != "valid"
                 or standardize_data_format(data_format) != "channels_last"):
             return keras_max_pool(inputs, pool_size, strides, padding, data_format)
-        dims = inputs.shape[1:-1]
-        kept = inputs[(slice(None), *(slice(0, d // s * s) for d, s in zip(dims, size, strict=True)), slice(None))]
-        windows = kept.reshape(-1, *(n for d, s in zip(dims, size, strict=True) for n in (d // s, s)), inputs.shape[-1])
+        tiles = [(d // s, s) for d, s in zip(inputs.shape[1:-1], size, strict=True)]  # (windows, window) per axis
+        kept = inputs[(slice(None), *(slice(0, n * s) for n, s in tiles), slice(None))]
+        windows = kept.reshape(-1, *(k for tile in tiles for k in tile), inputs.shape[-1])
         return jnp.max(windows, axis=tuple(2 + 2 * i for i in range(spatial)))
 
     nn.max_pool = max_pool
