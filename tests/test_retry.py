@@ -43,6 +43,29 @@ def test_a_baseline_passes_on_its_first_training_or_on_its_second_chance():
     assert ("baseline: overfit", "gap") in found["baselines"] and found["reference"].k == 0
 
 
+def test_a_baseline_that_fails_on_what_it_is_needs_no_threshold():
+    """regularization's overfit baseline fails `gap` without regard to its training (it adds no regularization):
+    its false-pass rate is 0 by construction, and the threshold no longer has to separate its gaps."""
+    from deepgrade.calibrate import propose_by_rule
+
+    ref = Runs("reference solution", {"gap": [0.08] * 190 + [0.112] * 10})
+    gaps = [0.110] + [0.155] * 199  # its best seed reaches into the reference's tail
+    assert propose_by_rule(ref, [Runs("baseline: overfit", {"gap": gaps}, fails=("gap",))], "gap")[0] is None
+    overfit = Runs("baseline: overfit", {"gap": gaps}, fails=("gap",), retried=False, structural=("gap",))
+    threshold, why = propose_by_rule(ref, [overfit], "gap")
+    assert threshold is not None and threshold >= 0.112
+    assert why.endswith("no baseline to fail by a threshold (overfit fails `gap` on what it is)")
+    rate = false_pass(overfit, "gap", 0.112)  # even where its gap is on the passing side
+    assert (rate.k, rate.estimate, rate.upper, rate.structural) == (0, 0.0, 0.0, True)
+    assert rate.said() == "fails on what the model is, 200/200 seeds, whatever the training gives"
+    runs = [ref, overfit]
+    result = {"exercise": "regularization", "profile": "smoke", "seeds": list(range(200)), "runs": runs,
+              "current": {"gap": 0.118}, "thresholds": {"gap": (threshold, why)}, "rates": rates(runs, {"gap": 0.118}),
+              "environment": {"train_size": 2000, "epochs": 40, "device": "cpu"}}
+    assert ("| baseline: overfit | false pass of `gap` | 0/200: fails on what it is, whatever the training gives | no "
+            "| 0 | 0 (no seed can pass it) |") in markdown(result)
+
+
 def test_markdown_reports_the_rates_at_the_current_thresholds():
     runs = [Runs("reference solution", {"test_accuracy": [0.82, 0.81, 0.83]}),
             Runs("baseline: logistic", {"test_accuracy": [0.77, 0.78, 0.775]}, fails=("accuracy",), retried=False)]

@@ -36,6 +36,7 @@ class Runs:
     values: dict[str, list[float]]  # metric -> one value per seed
     fails: tuple[str, ...] = ()
     retried: bool = True  # passes every check that does not train: a failed training is trained again
+    structural: tuple[str, ...] = ()  # checks it fails on what it is, whatever a training gives (no threshold needed)
 
     def stats(self, metric: str) -> tuple[float, float, float, float]:
         """min, mean, max and standard deviation over the seeds."""
@@ -85,10 +86,10 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
 
 
 def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
-             progress: Callable[[str], None], workers: int = 1) -> tuple[dict[str, dict], dict[str, bool], dict]:
+             progress: Callable[[str], None], workers: int = 1) -> tuple[dict[str, dict], dict[str, set[str]], dict]:
     """Every model under every seed, every check, one training each (no retry), on ``workers`` grader workers
     (the batch's persistent graders, each in its own jail where one can be made). Returns
-    ({model: {metric: [per seed]}}, {model: passes the checks that do not train}, the last grade's environment)."""
+    ({model: {metric: [per seed]}}, {model: the checks it fails without training}, the last grade's environment)."""
     import queue
     import threading
 
@@ -100,7 +101,7 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
         for seed in seeds:
             jobs.put((model, seed))
     found: dict[tuple[str, int], dict] = {}
-    structure: dict[str, bool] = {}  # model -> passes every check that does not train (then it gets a retry)
+    structure: dict[str, set[str]] = {}  # model -> the checks it fails without training (none: it gets a retry)
     environment: dict = {}
     problems: list[str] = []
     isolated = isolation_for(course, others=False).ok
@@ -126,7 +127,8 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
                                         + "; ".join(c.message for c in report.checks))
                         return
                     found[(model.name, seed)] = metrics
-                    structure[model.name] = all(c.passed for c in report.checks if not c.trains)
+                    structure.setdefault(model.name, set()).update(
+                        c.name for c in report.checks if not c.trains and not c.passed)
                     environment.update(report.environment)
                     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     progress(f"{model.name}, seed {seed} ({len(found)}/{len(models) * len(seeds)}, "
@@ -159,6 +161,21 @@ def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _must_fail(baselines: list[Runs], metric: str) -> list[Runs]:
+    """The baselines a threshold for ``metric`` must fail: those meant to fail its check that do not already
+    fail it on what they are (a structural failure needs no threshold)."""
+    check = METRIC_CHECK[metric]
+    return [b for b in baselines if check in b.fails and check not in b.structural and metric in b.values]
+
+
+def _no_baseline(baselines: list[Runs], metric: str) -> str:
+    """What to say when no baseline constrains a threshold for ``metric``."""
+    check = METRIC_CHECK[metric]
+    gated = [b.name.removeprefix("baseline: ") for b in baselines if check in b.fails and check in b.structural]
+    return (f"no baseline to fail by a threshold ({', '.join(gated)} fail{'s' if len(gated) == 1 else ''} "
+            f"`{check}` on what {'it is' if len(gated) == 1 else 'they are'})" if gated else "no baseline to fail")
+
+
 def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy") -> tuple[float | None, str]:
     """A threshold for ``metric`` that the reference passes on any seed and the baselines meant to fail do not.
 
@@ -177,7 +194,7 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
     spread = (f"{(mean - threshold) / sd:.1f} standard deviations {worse} its mean" if sd else
               "no spread measured (one seed, or all equal): calibrate with more seeds")
     why = f"{worst - threshold:.4f} {worse} the reference's worst seed, {spread}"
-    must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails and metric in b.values]
+    must_fail = _must_fail(baselines, metric)
     if must_fail:
         reach = max(max(sign * v for v in b.values[metric]) for b in must_fail)
         if threshold <= reach:
@@ -186,7 +203,7 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
                           "profile's budget")
         why += f", {threshold - reach:.4f} {better} the best baseline"
     else:
-        why += "; no baseline to fail"
+        why += "; " + _no_baseline(baselines, metric)
     if metric == "gain" and threshold <= 0:
         return None, f"the reference's gain would need a threshold of {threshold:+.3f}: the pretrained base does not clearly help"
     return sign * threshold + 0.0, why
@@ -208,7 +225,7 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
         threshold, why = propose(reference, baselines, metric)
         return threshold, f"{n} seeds are too few to show the retry rule's bound, so the margin rule: {why}"
     high = _round_down(ref[allowed])  # at most `allowed` seeds of the reference below it
-    must_fail = [b for b in baselines if METRIC_CHECK[metric] in b.fails and metric in b.values]
+    must_fail = _must_fail(baselines, metric)
     reach = max((sign * v for b in must_fail for v in b.values[metric]), default=None)
     low = math.ceil((reach + 0.0005) * 1000 - 1e-9) / 1000 if reach is not None else None
     worse = "above" if sign < 0 else "below"
@@ -226,7 +243,7 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     said = (f"{kept} of {n} reference seeds {worse} it (at most {allowed} allowed: "
             f"{upper_bound(allowed, n) ** 2:.1e} with the retry, 95% bound)")
     said += (f"; baselines that must fail reach {sign * reach:.4f}; room {sign * low:.3f}..{sign * high:.3f}"
-             if reach is not None else "; no baseline to fail")
+             if reach is not None else "; " + _no_baseline(baselines, metric))
     return sign * threshold + 0.0, said
 
 
@@ -241,7 +258,8 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
         built = build_models(course, exercise, models or Path(tmp), progress)
         values, structure, environment = _measure(course, exercise, built, profile, seed_list, progress, workers)
-    runs = [Runs(model.name, values[model.name], model.fails, structure[model.name]) for model in built]
+    runs = [Runs(model.name, values[model.name], model.fails, not structure[model.name],
+                 tuple(sorted(set(model.fails) & structure[model.name]))) for model in built]
     current = course.profile(exercise, profile).thresholds.model_dump()
     trained = [(metric, check) for metric, check in METRIC_CHECK.items()
                if check in ex.checks and metric in runs[0].values]
@@ -281,8 +299,11 @@ class Rate:
     retried: bool     # whether the model gets a second training (it passes every check that does not train)
     estimate: float   # with the retry
     upper: float      # 95% upper bound of ``estimate``
+    structural: bool = False  # the check fails on what the model is, on every seed: no training can pass it
 
     def said(self) -> str:
+        if self.structural:
+            return f"fails on what the model is, {self.n}/{self.n} seeds, whatever the training gives"
         return f"{self.k}/{self.n} one training; {self.estimate:.1e} with the retry (95% bound {self.upper:.1e})"
 
 
@@ -301,9 +322,11 @@ def false_fail(run: Runs, thresholds: dict[str, float]) -> Rate:
 
 def false_pass(run: Runs, metric: str, threshold: float) -> Rate:
     """A baseline passes a check it must fail: on its first training or, when it passes the checks that do not
-    train (it gets a second training), on the second."""
+    train (it gets a second training), on the second; never, when it fails the check on what it is."""
     values = run.values[metric]
     n = len(values)
+    if METRIC_CHECK[metric] in run.structural:
+        return Rate(0, n, run.retried, 0.0, 0.0, structural=True)
     k = sum(not _fails(metric, v, threshold) for v in values)
     q, q_upper = k / n, upper_bound(k, n)
     if run.retried:
@@ -364,6 +387,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| reference solution | false fail (any training check) | {ref.k}/{ref.n} | yes | "
                      f"{ref.estimate:.2e} | {ref.upper:.2e} |")
         for (name, check), rate in found["baselines"].items():
+            if rate.structural:
+                lines.append(f"| {name} | false pass of `{check}` | {rate.k}/{rate.n}: fails on what it is, whatever "
+                             "the training gives | no | 0 | 0 (no seed can pass it) |")
+                continue
             lines.append(f"| {name} | false pass of `{check}` | {rate.k}/{rate.n} | {'yes' if rate.retried else 'no'} | "
                          f"{rate.estimate:.2e} | {rate.upper:.2e} |")
     lines.append("")

@@ -46,13 +46,16 @@ class StudentCodeError(DeepgradeError):
 
 class CheckFailed(DeepgradeError, AssertionError):
     """A check did not pass; the message is for the student. ``layers``: the architecture table the feedback
-    shows with it (:class:`deepgrade.protocol.LayerRow`), when the check compared layers."""
+    shows with it (:class:`deepgrade.protocol.LayerRow`), when the check compared layers. ``structural``: it
+    failed on what the model is, not on what a training gave, so no second training can change it (a check
+    that trains then counts as one that does not: :mod:`deepgrade.grader.run`'s retry rule)."""
 
     exit_code = 1
 
-    def __init__(self, message: str, *, tip: str | None = None, layers: list | None = None):
+    def __init__(self, message: str, *, tip: str | None = None, layers: list | None = None, structural: bool = False):
         super().__init__(message, tip=tip)
         self.layers = layers or []
+        self.structural = structural
 
 
 class GraderError(DeepgradeError):

@@ -283,6 +283,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if run is None or run.exercise is None or name not in run.exercise.checks or name in run.results:
         return report
     points = run.exercise.checks[name].points
+    if call.excinfo is not None and getattr(call.excinfo.value, "structural", False):
+        run.trains.discard(name)  # failed on what the model is: no second training can change it
     trains = name in run.trains
     if report.when == "call" and report.passed:
         message = item.stash.get(MESSAGE, "passed")

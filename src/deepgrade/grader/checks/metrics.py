@@ -124,22 +124,38 @@ def check_accuracy(training, threshold: float | None, *, defaults: Compile | Non
 LEARNED = 0.5  # train accuracy below this (chance is 0.1) means the model did not learn: its gap says nothing
 
 
-def check_gap(training, threshold: float | None, *, defaults: Compile | None = None) -> str:
+ADD_REGULARIZATION = ("Add dropout, an L2 kernel_regularizer, batch normalization, augmentation layers, or early "
+                      "stopping in fit_options().")
+
+
+def check_gap(training, threshold: float | None, *, defaults: Compile | None = None,
+              regularization: list[str] | None = None) -> str:
     """Train-minus-test accuracy, both measured by the grader, against the profile's maximum; only for a model
-    that learned (a model that cannot learn, e.g. compiled with learning_rate=0, has no gap and earns nothing).
-    ``defaults`` as for :func:`check_accuracy`."""
+    that learned (a model that cannot learn, e.g. compiled with learning_rate=0, has no gap and earns nothing)
+    and, when ``regularization`` is given (what :func:`.regularization.regularization_of` found), only for a
+    model that adds some: the baseline as given earns nothing on a lucky seed (a structural failure, never
+    trained again). ``defaults`` as for :func:`check_accuracy`."""
     threshold = require_threshold(threshold, "gap")
     said = (f"train accuracy {training.train_accuracy:.4f}, test accuracy {training.test_accuracy:.4f}, "
             f"{training.budget()}")
+    if regularization is not None and not regularization:
+        raise CheckFailed(
+            "Expected some regularization added to the baseline before its gap earns points. Received: the "
+            "baseline as given: no dropout, noise, normalization or augmentation layer, no weight penalty or "
+            "constraint, no early stopping in fit_options(), no weight decay or label smoothing in compile() "
+            f"(its gap in this training: {training.gap:.4f}; {said}). " + ADD_REGULARIZATION, structural=True)
     if training.train_accuracy < LEARNED:
         raise CheckFailed(
             f"The model did not learn: expected a train accuracy of at least {LEARNED:.2f} before its gap means "
             f"anything. Received: {said}. " + _what_to_check(training, defaults))
+    if regularization:
+        said += "; regularized by " + ", ".join(
+            regularization[:4] + ([f"{len(regularization) - 4} more"] if len(regularization) > 4 else []))
     if training.gap > threshold:
         raise CheckFailed(
             f"The model still over-fits: expected a train-minus-test accuracy gap of at most {threshold:.3f}. "
-            f"Received: {training.gap:.4f} ({said}). Add dropout, an L2 kernel_regularizer, batch "
-            "normalization, augmentation layers, or early stopping in fit_options().")
+            f"Received: {training.gap:.4f} ({said}). "
+            + ("Make it stronger or add more: " + ADD_REGULARIZATION[4:] if regularization else ADD_REGULARIZATION))
     return f"gap {training.gap:.4f} <= {threshold:.3f} ({said})."
 
 
