@@ -30,4 +30,4 @@ def test_gap(model, fit_options, training, profile, exercise, passed):
     # the gap earns points only for a model that adds some regularization: the baseline as given reaches the
     # threshold on a lucky seed (docs/calibration.md), so it fails here whatever its training gave
     passed(check_gap(training, profile.thresholds.gap, defaults=exercise.compile,
-                     regularization=regularization_of(model, fit_options)))
+                     regularization=regularization_of(model, fit_options, profile.epochs)))

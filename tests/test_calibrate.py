@@ -1,9 +1,17 @@
 """`deepgrade calibrate`: reference and baselines through the trusted grader, thresholds proposed with a margin."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
-from deepgrade.calibrate import Runs, propose, write_section
+from deepgrade.calibrate import RECORDS, Runs, add_records, from_records, markdown, propose, render, write_section
 from deepgrade.cli import main
+from deepgrade.course import load_course
+from deepgrade.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_propose_leaves_room_for_unlucky_seeds():
@@ -37,6 +45,13 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     assert main(["calibrate", "mlp", "--seeds", "2", "--profile", "smoke", "--course", str(root)]) == 0
     captured = capsys.readouterr()
     out = captured.out
+    records = root / "docs" / "calibration" / "mlp-smoke.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    assert lines[0]["run"] == 1 and lines[0]["environment"]["train_size"] == 2000 and len(lines) == 5
+    assert {(r["model"], r["seed"]) for r in lines[1:]} == {(m, s) for m in ("reference solution", "baseline: logistic")
+                                                            for s in (0, 1)}
+    assert next(r for r in lines if r.get("model") == "baseline: logistic")["untrained_failures"] == ["architecture",
+                                                                                                     "parameters"]
     assert "reference solution, seed 1 (2/4, " in captured.err and "baseline: logistic, seed 0 (3/4, " in captured.err
     assert "| reference solution | test_accuracy |" in out and "| baseline: logistic | test_accuracy |" in out
     assert "| reference solution | false fail (any training check) | " in out  # the rates, at course.yml's threshold
@@ -49,6 +64,14 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     again = docs.read_text()
     assert again.count("<!-- calibrate mlp:smoke -->") == 1 and "seeds 0; " in again  # replaced, not appended
     assert "Hand-written notes stay." in again
+    # a later run adds seeds of one model to the records; the section is computed from all of them
+    assert main(["calibrate", "mlp", "--seeds", "1", "--first-seed", "2", "--only", "logistic", "--profile", "smoke",
+                 "--course", str(root)]) == 0
+    text = docs.read_text()
+    assert "seeds 0, 1 (baseline: logistic: seeds 0, 1, 2); 2,000 training images" in text
+    assert "| baseline: logistic | false pass of `accuracy` | 0/3 | no |" in text
+    assert main(["calibrate", "mlp", "--only", "logistc", "--course", str(root), "--profile", "smoke"]) == 2
+    assert "calibrate --only: expected one of reference solution, logistic. Received: 'logistc'." in capsys.readouterr().err
 
 
 def _one_seed_result() -> dict:
@@ -87,3 +110,60 @@ def test_the_rule_puts_the_threshold_between_the_reference_and_the_baselines():
     assert gap[0] == 0.095  # mirrored: 0.08 (2 reference seeds may lie above) + MARGIN, nearer than the middle, 0.105
     far = Runs("b", {"test_accuracy": [0.55] * 200}, fails=("accuracy",))  # a baseline far below (rnn's sgd_slow)
     assert propose_by_rule(ref, [far])[0] == 0.781  # MARGIN below the reference's allowed tail, not the middle
+
+
+ENV = {"backend": "tensorflow", "device": "cpu", "device_name": "AMD EPYC", "platform": "Linux x86_64", "cpu_count": 2,
+       "versions": {"keras": "3.15.1"}, "train_size": 10000, "epochs": 3}
+
+
+def _trainings(model: str, seeds, accuracy: float, untrained=()) -> dict:
+    return {(model, seed): {"metrics": {"test_accuracy": accuracy + seed / 10000}, "untrained_failures": list(untrained)}
+            for seed in seeds}
+
+
+def test_records_add_up_across_runs_and_the_section_is_computed_from_all_of_them(tmp_path):
+    course = load_course(ROOT)
+    path = tmp_path / "mlp-smoke.jsonl"
+    add_records(path, ENV, _trainings("reference solution", range(3), 0.82)
+                | _trainings("baseline: logistic", range(2), 0.77, ["architecture"]), when="2026-11-22")
+    add_records(path, ENV, _trainings("baseline: logistic", [1, 2], 0.78, ["architecture"]), when="2026-11-23")
+    result = from_records(course, "mlp", "smoke", path)
+    reference, logistic = result["runs"]
+    assert reference.seeds == (0, 1, 2) and logistic.seeds == (0, 1, 2) and not logistic.retried
+    assert logistic.values["test_accuracy"] == [0.77, 0.7801, 0.7802]  # seed 1 measured again: the later line counts
+    text = markdown(result)
+    assert text.startswith("## mlp, smoke profile (`deepgrade calibrate`)\n\nMeasured 2026-11-22 and 2026-11-23 on cpu, "
+                           "AMD EPYC (Linux x86_64, 2 cores), backend tensorflow, keras 3.15.1; seeds 0, 1, 2; 10,000")
+    with pytest.raises(ConfigError) as refused:  # numbers measured with other versions do not add up
+        add_records(path, {**ENV, "versions": {"keras": "3.16.0"}}, _trainings("reference solution", [3], 0.8))
+    assert ("run 1 measured versions={'keras': '3.15.1'}; this run measures versions={'keras': '3.16.0'}. Expected the "
+            "same backend, device, versions and budget for trainings that add up: pass --fresh") in str(refused.value)
+    add_records(path, {**ENV, "epochs": 5}, _trainings("reference solution", [0], 0.85), fresh=True)
+    assert from_records(course, "mlp", "smoke", path)["runs"][0].values == {"test_accuracy": [0.85]}
+    path.write_text(path.read_text() + "not json\n")
+    with pytest.raises(ConfigError, match=r"mlp-smoke.jsonl, line 3: expected a calibration record"):
+        from_records(course, "mlp", "smoke", path)
+
+
+def test_render_needs_records(tmp_path, edited_course):
+    root = edited_course(lambda data: None)
+    with pytest.raises(ConfigError, match=r"No calibration records for mlp \(smoke profile\)"):
+        render(load_course(root), "mlp", "smoke")
+
+
+def test_every_calibrated_section_is_what_its_records_give():
+    """docs/calibration.md's calibrate sections are generated: from docs/calibration/*.jsonl (every training of
+    every seed) at course.yml's thresholds. A changed threshold, a hand edit or a lost record fails here;
+    `deepgrade calibrate EXERCISE --render` writes the section again."""
+    course = load_course(ROOT)
+    text = (ROOT / "docs" / "calibration.md").read_text()
+    paths = sorted((ROOT / RECORDS).glob("*.jsonl"))
+    assert {p.stem for p in paths} >= {f"{ex}-smoke" for ex in course.course.exercises}  # every exercise calibrated
+    for path in paths:
+        exercise, profile = path.stem.split("-")[:2]
+        result = from_records(course, exercise, profile, path)
+        key = f"{exercise}:{profile}" + ("" if path.stem == f"{exercise}-{profile}" else ":" + path.stem.split("-", 2)[2])
+        section = re.search(rf"<!-- calibrate {re.escape(key)} -->\n(.*?)<!-- /calibrate {re.escape(key)} -->", text, re.S)
+        assert section, f"docs/calibration.md has no section {key} for {path.name}"
+        assert section[1] == markdown(result), (f"docs/calibration.md's section {key} is not what {path.name} gives: "
+                                                f"run `deepgrade calibrate {exercise} --profile {profile} --render`")

@@ -101,15 +101,36 @@ def test_every_form_of_regularization_counts_and_settings_that_do_nothing_do_not
     options = parse_options({"validation_split": 0.2, "early_stopping": {"monitor": "val_accuracy", "patience": 4}})
     assert regularization_of(_baseline(), options) == ["early stopping on val_accuracy (patience 4) in fit_options()"]
 
+    # spellings read from a saved compile config: a loss given as a function, a loss per output, a wrapped optimizer
+    compiled.compile(optimizer="adam", loss=keras.losses.sparse_categorical_crossentropy)
+    assert regularization_of(compiled) == []  # not a crash: 'config' is a string there
+    compiled.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.AdamW()),
+                     loss=[keras.losses.CategoricalCrossentropy(label_smoothing=0.1)])
+    assert regularization_of(compiled) == ["AdamW(weight_decay=0.004)", "CategoricalCrossentropy(label_smoothing=0.1)"]
+    stopping = parse_options({"early_stopping": {"monitor": "loss", "patience": 40, "restore_best_weights": False}})
+    assert regularization_of(_baseline(), stopping, epochs=40) == []  # can never stop within the 40 epochs
+    assert regularization_of(_baseline(), stopping, epochs=41) != []
+
+    class Unreadable:  # whatever goes wrong reading a model, it is never "nothing"
+        layers = property(lambda self: 1 / 0)
+
+    assert regularization_of(Unreadable()) == ["settings the grader could not read (ZeroDivisionError)"]
+
     nothing = [
         _baseline(),
-        _baseline(layers.Dropout(0.0), layers.GaussianNoise(0.0), layers.Activation("linear")),
+        _baseline(constraint=constraints.Constraint()), _baseline(constraint=constraints.MinMaxNorm(0, 1, rate=0.0)),
+        _baseline(layers.BatchNormalization(trainable=False), layers.RandomErasing(scale=(0, 0)),
+                  layers.RandomGaussianBlur(kernel_size=1)),
+        _baseline(layers.Dropout(0.0), layers.GaussianNoise(0.0), layers.Activation("linear"), layers.Identity()),
         _baseline(penalty=regularizers.l2(0.0)),
         _baseline(layers.ActivityRegularization(l1=0.0, l2=0.0), layers.RandomRotation(0.0)),
     ]
     plain = _baseline()
     plain.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.CategoricalCrossentropy(label_smoothing=0.0))
     nothing.append(plain)
+    ema = _baseline()
+    ema.compile(optimizer=keras.optimizers.Adam(use_ema=True, ema_momentum=0.0, weight_decay=-1e-3), loss="mse")
+    nothing.append(ema)
     for model in nothing:
         assert regularization_of(model) == [], regularization_of(model)
     assert regularization_of(_baseline(), parse_options({"validation_split": 0.2})) == []  # held out, not stopped

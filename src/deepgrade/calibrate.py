@@ -10,6 +10,7 @@ written to docs/calibration.md, in a section per exercise, profile and backend t
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -37,6 +38,7 @@ class Runs:
     fails: tuple[str, ...] = ()
     retried: bool = True  # passes every check that does not train: a failed training is trained again
     structural: tuple[str, ...] = ()  # checks it fails on what it is, whatever a training gives (no threshold needed)
+    seeds: tuple[int, ...] = ()  # the seed of each value, where known
 
     def stats(self, metric: str) -> tuple[float, float, float, float]:
         """min, mean, max and standard deviation over the seeds."""
@@ -54,7 +56,7 @@ class Model:
 
 
 def build_models(course: LoadedCourse, exercise: str, folder: Path,
-                 progress: Callable[[str], None] = lambda line: None) -> list[Model]:
+                 progress: Callable[[str], None] = lambda line: None, only: list[str] | None = None) -> list[Model]:
     """The reference and every baseline of ``exercise``, each run once in the student's sandbox; their model files
     and submissions are kept in ``folder/<exercise>/<name>/`` and reused from there when present (a GPU machine
     without TensorFlow or bubblewrap grades the models another machine built)."""
@@ -66,6 +68,8 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
         wanted.append((f"baseline: {name}", course.root / spec.answer, tuple(spec.fails)))
     models = []
     for name, source, fails in wanted:
+        if only is not None and name not in only:
+            continue
         here = Path(folder) / exercise / re.sub(r"\W+", "_", name).strip("_")
         saved = here / "submission.json"
         if saved.is_file():
@@ -86,10 +90,10 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
 
 
 def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
-             progress: Callable[[str], None], workers: int = 1) -> tuple[dict[str, dict], dict[str, set[str]], dict]:
+             progress: Callable[[str], None], workers: int = 1) -> tuple[dict[tuple[str, int], dict], dict]:
     """Every model under every seed, every check, one training each (no retry), on ``workers`` grader workers
-    (the batch's persistent graders, each in its own jail where one can be made). Returns
-    ({model: {metric: [per seed]}}, {model: the checks it fails without training}, the last grade's environment)."""
+    (the batch's persistent graders, each in its own jail where one can be made). Returns ({(model, seed):
+    {"metrics": {...}, "untrained_failures": [checks it failed without training]}}, the last grade's environment)."""
     import queue
     import threading
 
@@ -101,7 +105,6 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
         for seed in seeds:
             jobs.put((model, seed))
     found: dict[tuple[str, int], dict] = {}
-    structure: dict[str, set[str]] = {}  # model -> the checks it fails without training (none: it gets a retry)
     environment: dict = {}
     problems: list[str] = []
     isolated = isolation_for(course, others=False).ok
@@ -122,13 +125,17 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
                     return
                 metrics = report.environment.get("metrics")
                 with lock:
+                    if report.environment.get("grader_errors"):
+                        problems.append(f"{model.name}, seed {seed}: the grader failed on "
+                                        f"{', '.join(report.environment['grader_errors'])}: "
+                                        + "; ".join(c.message for c in report.checks if not c.passed))
+                        return
                     if not metrics:
                         problems.append(f"{model.name} produced no metrics under seed {seed}: "
                                         + "; ".join(c.message for c in report.checks))
                         return
-                    found[(model.name, seed)] = metrics
-                    structure.setdefault(model.name, set()).update(
-                        c.name for c in report.checks if not c.trains and not c.passed)
+                    found[(model.name, seed)] = {"metrics": metrics, "untrained_failures": sorted(
+                        c.name for c in report.checks if not c.trains and not c.passed)}
                     environment.update(report.environment)
                     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     progress(f"{model.name}, seed {seed} ({len(found)}/{len(models) * len(seeds)}, "
@@ -141,12 +148,7 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
         thread.join()
     if problems:
         raise ConfigError(problems[0])
-    values: dict[str, dict] = {}
-    for model in models:
-        for seed in seeds:
-            for key, value in found[(model.name, seed)].items():
-                values.setdefault(model.name, {}).setdefault(key, []).append(value)
-    return values, structure, environment
+    return found, environment
 
 
 MARGIN = 0.015  # at least this far below the reference's worst seed
@@ -249,23 +251,134 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
 
 def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
               progress: Callable[[str], None] = lambda line: None, *, workers: int = 1,
-              models: Path | None = None, first_seed: int = 0) -> dict:
-    """Train the reference and every baseline under seeds first_seed.. (``seeds`` of them), once each;
-    ``progress`` hears of each run. ``models``: where the built models are kept (default: a temporary folder)."""
-    ex = course.exercise(exercise)
+              models: Path | None = None, first_seed: int = 0, only: list[str] | None = None,
+              fresh: bool = False) -> dict:
+    """Train the reference and every baseline (``only``: those named, "reference solution" or a baseline's name)
+    under seeds first_seed.. (``seeds`` of them), once each; ``progress`` hears of each run. The trainings are
+    added to the section's records (docs/calibration/, :func:`add_records`; ``fresh``: the old ones dropped),
+    and the result is computed from all of them. ``models``: where the built models are kept (default: a
+    temporary folder)."""
     course.profile(exercise, profile)
+    names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
+    wanted = [_model_name(name, names) for name in only] if only else None
     seed_list = list(range(first_seed, first_seed + seeds))
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
-        built = build_models(course, exercise, models or Path(tmp), progress)
-        values, structure, environment = _measure(course, exercise, built, profile, seed_list, progress, workers)
-    runs = [Runs(model.name, values[model.name], model.fails, not structure[model.name],
-                 tuple(sorted(set(model.fails) & structure[model.name]))) for model in built]
+        built = build_models(course, exercise, models or Path(tmp), progress, only=wanted)
+        found, environment = _measure(course, exercise, built, profile, seed_list, progress, workers)
+    measured = {key: environment[key] for key in MEASURED if key in environment}
+    path = records_path(course.root, exercise, profile, measured)
+    add_records(path, measured, found, fresh=fresh)
+    return from_records(course, exercise, profile, path)
+
+
+def _model_name(name: str, names: list[str]) -> str:
+    """--only's name as calibrate calls the model ("overfit" -> "baseline: overfit"), or a clear error."""
+    for candidate in (name, f"baseline: {name}"):
+        if candidate in names:
+            return candidate
+    shown = ", ".join(n.removeprefix("baseline: ") for n in names)
+    raise ConfigError(f"calibrate --only: expected one of {shown}. Received: {name!r}.")
+
+
+# -- the records a section is computed from ----------------------------------------------------------
+# docs/calibration/<exercise>-<profile>[-<backend>-<device>].jsonl: a line per calibration run ({"run": id,
+# "date", "environment"}) and a line per training ({"run", "model", "seed", "metrics", "untrained_failures"});
+# a later line for the same model and seed replaces an earlier one. Runs add to it (more seeds, another
+# baseline) as long as they measure the same thing (MEASURED); `calibrate --render` recomputes the section.
+RECORDS = Path("docs") / "calibration"
+MEASURED = ("backend", "device", "device_name", "platform", "cpu_count", "versions", "train_size", "epochs")
+SAME = ("backend", "device", "versions", "train_size", "epochs")  # what runs that add up must share
+
+
+def records_path(root: Path, exercise: str, profile: str, environment: dict) -> Path:
+    key = _backend_key({"environment": environment}).replace(":", "-")
+    return Path(root) / RECORDS / f"{exercise}-{profile}{key}.jsonl"
+
+
+def read_records(path: Path) -> tuple[dict[int, dict], dict[tuple[str, int], dict]]:
+    """The records of ``path``: (runs by id, trainings by (model, seed), the last line for each winning)."""
+    runs: dict[int, dict] = {}
+    trainings: dict[tuple[str, int], dict] = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if "model" in record:
+                trainings[(record["model"], int(record["seed"]))] = record
+            else:
+                runs[int(record["run"])] = record
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path}, line {number}: expected a calibration record (JSON with run, and model, seed "
+                              f"and metrics for a training). Received: {line[:120]!r} ({exc}).") from None
+    return runs, trainings
+
+
+def add_records(path: Path, environment: dict, found: dict[tuple[str, int], dict], *, fresh: bool = False,
+                when: str | None = None) -> None:
+    """Append one run's trainings to ``path`` (a run of another environment is refused: its numbers would not
+    add up; ``fresh`` starts the records over)."""
+    path = Path(path)
+    runs = {} if fresh or not path.is_file() else read_records(path)[0]
+    for run in runs.values():
+        differs = [k for k in SAME if run["environment"].get(k) != environment.get(k)]
+        if differs:
+            said = ", ".join(f"{k}={run['environment'].get(k)!r}" for k in differs)
+            now = ", ".join(f"{k}={environment.get(k)!r}" for k in differs)
+            raise ConfigError(f"{path}: run {run['run']} measured {said}; this run measures {now}. Expected the same "
+                              "backend, device, versions and budget for trainings that add up: pass --fresh to start "
+                              "the records over.")
+    number = max(runs, default=0) + 1
+    lines = [{"run": number, "date": when or date.today().isoformat(), "environment": environment}]
+    lines += [{"run": number, "model": model, "seed": seed, **result} for (model, seed), result in sorted(found.items())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "" if fresh or not path.is_file() else path.read_text()
+    path.write_text(text + "".join(json.dumps(line) + "\n" for line in lines))
+
+
+def from_records(course: LoadedCourse, exercise: str, profile: str, path: Path) -> dict:
+    """The calibration result of every training in ``path``, at course.yml's current thresholds: what
+    docs/calibration.md's section shows (and `calibrate --render` rewrites)."""
+    ex = course.exercise(exercise)
+    runs_by_id, trainings = read_records(path)
+    if not runs_by_id or not trainings:
+        raise ConfigError(f"{path}: no trainings recorded. Run `deepgrade calibrate {exercise} --profile {profile}` first.")
+    fails = {"reference solution": ()} | {f"baseline: {name}": tuple(spec.fails) for name, spec in ex.baselines.items()}
+    runs = []
+    for name in [n for n in fails if any(model == n for model, _ in trainings)]:
+        mine = sorted((seed, record) for (model, seed), record in trainings.items() if model == name)
+        metrics = {key: [record["metrics"][key] for _, record in mine] for key in mine[0][1]["metrics"]}
+        untrained = set().union(*(record.get("untrained_failures", []) for _, record in mine))
+        runs.append(Runs(name, metrics, fails[name], not untrained, tuple(sorted(set(fails[name]) & untrained)),
+                         tuple(seed for seed, _ in mine)))
+    failing = sorted(set().union(*(r.get("untrained_failures", []) for (m, _), r in trainings.items()
+                                   if m == "reference solution")))
+    if failing:
+        raise ConfigError(f"{path}: the reference solution fails {', '.join(failing)} without training, so no "
+                          "threshold can make its grade right. Expected a reference that passes every check that "
+                          "does not train: fix the solution or the check, then calibrate again with --fresh.")
+    if not runs or runs[0].name != "reference solution":
+        raise ConfigError(f"{path}: no trainings of the reference solution. Run `deepgrade calibrate {exercise} --only "
+                          "'reference solution'` first.")
+    latest = runs_by_id[max(runs_by_id)]
+    environment = {**latest["environment"], "date": " and ".join(sorted({r["date"] for r in runs_by_id.values()}))}
     current = course.profile(exercise, profile).thresholds.model_dump()
-    trained = [(metric, check) for metric, check in METRIC_CHECK.items()
-               if check in ex.checks and metric in runs[0].values]
+    trained = [(metric, check) for metric, check in METRIC_CHECK.items() if check in ex.checks and metric in runs[0].values]
     thresholds = {check: propose_by_rule(runs[0], runs[1:], metric, len(trained)) for metric, check in trained}
-    return {"exercise": exercise, "profile": profile, "seeds": seed_list, "runs": runs, "thresholds": thresholds,
-            "current": current, "rates": rates(runs, current), "environment": environment}
+    return {"exercise": exercise, "profile": profile, "seeds": list(runs[0].seeds), "runs": runs,
+            "thresholds": thresholds, "current": current, "rates": rates(runs, current), "environment": environment}
+
+
+def render(course: LoadedCourse, exercise: str, profile: str) -> list[dict]:
+    """Every section of ``exercise`` and ``profile`` (one per backend and device), recomputed from its records
+    at course.yml's current thresholds, training nothing."""
+    course.profile(exercise, profile)
+    paths = sorted((course.root / RECORDS).glob(f"{exercise}-{profile}*.jsonl"))
+    paths = [p for p in paths if p.stem == f"{exercise}-{profile}" or p.stem.startswith(f"{exercise}-{profile}-")]
+    if not paths:
+        raise ConfigError(f"No calibration records for {exercise} ({profile} profile) in {course.root / RECORDS}. "
+                          f"Run `deepgrade calibrate {exercise} --profile {profile}` first.")
+    return [from_records(course, exercise, profile, path) for path in paths]
 
 
 # -- how often the rule errs -------------------------------------------------------------------------
@@ -351,17 +464,25 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(math.floor(q * (len(ordered) - 1)))))]
 
 
+def _seeds(seeds: list[int]) -> str:
+    """0-199 (200 seeds), or the seeds themselves."""
+    seeds = list(seeds)
+    if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)"
+    return ", ".join(map(str, seeds))
+
+
 def markdown(result: dict) -> str:
     env = result["environment"]
     versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
     seeds = result["seeds"]
-    shown = (f"{seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)" if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[-1] + 1))
-             else ", ".join(map(str, seeds)))
+    shown = _seeds(seeds) + "".join(f" ({run.name}: seeds {_seeds(run.seeds)})" for run in result["runs"]
+                                    if run.seeds and list(run.seeds) != list(seeds))
     device = env.get("device", "?") + (f", {env['device_name']}" if env.get("device_name") else "")
     lines = [
         f"## {result['exercise']}, {result['profile']} profile{_backend_key(result).replace(':', ', ')} "
         "(`deepgrade calibrate`)", "",
-        f"Measured {date.today().isoformat()} on {device} ({env.get('platform', '?')}, "
+        f"Measured {env.get('date') or date.today().isoformat()} on {device} ({env.get('platform', '?')}, "
         f"{env.get('cpu_count', '?')} cores), backend {env.get('backend', '?')}, {versions}; "
         f"seeds {shown}; {env.get('train_size', '?'):,} training images, "
         f"{env.get('epochs', '?')} epochs." if isinstance(env.get("train_size"), int) else

@@ -194,30 +194,42 @@ def validate(course: CourseOpt = None) -> None:
 @app.command()
 def calibrate(
     exercise: Annotated[str, typer.Argument(help="exercise id from course.yml")],
-    seeds: Annotated[int, typer.Option(min=1, help="how many seeds (0..N-1) to train each model under")] = 10,
+    seeds: Annotated[int, typer.Option(min=1, help="how many seeds (first-seed..) to train each model under")] = 10,
     profile: Annotated[str | None, typer.Option(help="smoke or full; default: from the device")] = None,
     write: Annotated[bool, typer.Option(help="write the result into docs/calibration.md")] = True,
     workers: Annotated[int, typer.Option(min=1, help="grader workers training side by side (they may share a GPU)")] = 1,
     models: Annotated[Path | None, typer.Option(help=(
         "keep the built reference and baselines here, and reuse them (grade on a machine that cannot build them)"))] = None,
+    first_seed: Annotated[int, typer.Option(min=0, help="the first seed (extend a run: --first-seed 200)")] = 0,
+    only: Annotated[list[str] | None, typer.Option(help=(
+        "train only this model ('reference solution' or a baseline's name); repeat for more"))] = None,
+    fresh: Annotated[bool, typer.Option(help="drop the section's earlier records instead of adding to them")] = False,
+    render: Annotated[bool, typer.Option(help=(
+        "train nothing: recompute the section from its records at course.yml's thresholds"))] = False,
     backend: BackendOpt = None,
     course: CourseOpt = None,
 ) -> None:
-    """Train the reference solution and the naive baselines under N seeds, one training each; report the
-    reference's false-fail and each baseline's false-pass rate under the retry rule; propose thresholds."""
+    """Train the reference solution and the naive baselines under N seeds, one training each, adding them to the
+    section's records (docs/calibration/); report, from all records, the reference's false-fail and each
+    baseline's false-pass rate under the retry rule; propose thresholds."""
     from . import calibrate as cal
     from .grader import default_profile
 
     _check_profile(profile)
     _use_backend(backend)
     loaded = _course(course)
-    result = cal.calibrate(loaded, exercise, seeds, profile or default_profile(),
-                           progress=lambda line: err.print(line, markup=False, highlight=False), workers=workers,
-                           models=models)
-    print(cal.markdown(result))
-    if write:
-        cal.write_section(loaded.root / "docs" / "calibration.md", result)
-        print(f"written to {loaded.root / 'docs' / 'calibration.md'}")
+    profile = profile or default_profile()
+    if render:
+        results = cal.render(loaded, exercise, profile)
+    else:
+        results = [cal.calibrate(loaded, exercise, seeds, profile,
+                                 progress=lambda line: err.print(line, markup=False, highlight=False), workers=workers,
+                                 models=models, first_seed=first_seed, only=only, fresh=fresh)]
+    for result in results:
+        print(cal.markdown(result))
+        if write:
+            cal.write_section(loaded.root / "docs" / "calibration.md", result)
+            print(f"written to {loaded.root / 'docs' / 'calibration.md'}")
 
 
 @app.command()
