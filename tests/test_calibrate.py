@@ -1,6 +1,7 @@
 """`deepgrade calibrate`: reference and baselines through the trusted grader, thresholds proposed with a margin."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     records = root / "docs" / "calibration" / "mlp-smoke.jsonl"
     lines = [json.loads(line) for line in records.read_text().splitlines()]
     assert lines[0]["run"] == 1 and lines[0]["environment"]["train_size"] == 2000 and len(lines) == 5
+    assert lines[0]["environment"]["threads"] == os.cpu_count()  # one worker: every core
     assert {(r["model"], r["seed"]) for r in lines[1:]} == {(m, s) for m in ("reference solution", "baseline: logistic")
                                                             for s in (0, 1)}
     assert next(r for r in lines if r.get("model") == "baseline: logistic")["untrained_failures"] == ["architecture",
@@ -70,6 +72,10 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     text = docs.read_text()
     assert "seeds 0, 1 (baseline: logistic: seeds 0, 1, 2); 2,000 training images" in text
     assert "| baseline: logistic | false pass of `accuracy` | 0/3 | no |" in text
+    kept = records.read_text()
+    assert main(["calibrate", "mlp", "--seeds", "1", "--only", "reference solution", "--no-write", "--profile", "smoke",
+                 "--course", str(root)]) == 0
+    assert records.read_text() == kept and "seeds 0; " in capsys.readouterr().out  # printed, nothing kept
     assert main(["calibrate", "mlp", "--only", "logistc", "--course", str(root), "--profile", "smoke"]) == 2
     assert "calibrate --only: expected one of reference solution, logistic. Received: 'logistc'." in capsys.readouterr().err
 

@@ -21,6 +21,21 @@ def test_solution_passes_every_check(graded):
     assert env["seed"] == 1 and env["device"] == "cpu" and env["versions"]["keras"].startswith("3.15")
     assert env["train_size"] == 10000 and env["epochs"] == 3
     assert env["isolation"] == isolation().label
+    assert env["threads"] >= 1  # TensorFlow's CPU numbers depend on it
+
+
+def test_a_grade_records_the_threads_it_ran_on(monkeypatch):
+    import os
+
+    from deepgrade.grader.environment import threads
+
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert threads() == os.cpu_count()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads() == 3
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # what a worker of the grader pool is given (backend.process_env)
+    assert threads() == 1
 
 
 def test_grade_notebook_grades_in_the_graders_jail_and_says_so(course):

@@ -252,12 +252,12 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
 def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
               progress: Callable[[str], None] = lambda line: None, *, workers: int = 1,
               models: Path | None = None, first_seed: int = 0, only: list[str] | None = None,
-              fresh: bool = False) -> dict:
+              fresh: bool = False, record: bool = True) -> dict:
     """Train the reference and every baseline (``only``: those named, "reference solution" or a baseline's name)
     under seeds first_seed.. (``seeds`` of them), once each; ``progress`` hears of each run. The trainings are
     added to the section's records (docs/calibration/, :func:`add_records`; ``fresh``: the old ones dropped),
-    and the result is computed from all of them. ``models``: where the built models are kept (default: a
-    temporary folder)."""
+    and the result is computed from all of them (``record`` False: from this run's alone, nothing kept).
+    ``models``: where the built models are kept (default: a temporary folder)."""
     course.profile(exercise, profile)
     names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
     wanted = [_model_name(name, names) for name in only] if only else None
@@ -265,10 +265,10 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
         built = build_models(course, exercise, models or Path(tmp), progress, only=wanted)
         found, environment = _measure(course, exercise, built, profile, seed_list, progress, workers)
-    measured = {key: environment[key] for key in MEASURED if key in environment}
-    path = records_path(course.root, exercise, profile, measured)
-    add_records(path, measured, found, fresh=fresh)
-    return from_records(course, exercise, profile, path)
+        measured = {key: environment[key] for key in MEASURED if key in environment}
+        path = records_path(course.root if record else Path(tmp), exercise, profile, measured)
+        add_records(path, measured, found, fresh=fresh or not record)
+        return from_records(course, exercise, profile, path)
 
 
 def _model_name(name: str, names: list[str]) -> str:
@@ -286,7 +286,7 @@ def _model_name(name: str, names: list[str]) -> str:
 # a later line for the same model and seed replaces an earlier one. Runs add to it (more seeds, another
 # baseline) as long as they measure the same thing (MEASURED); `calibrate --render` recomputes the section.
 RECORDS = Path("docs") / "calibration"
-MEASURED = ("backend", "device", "device_name", "platform", "cpu_count", "versions", "train_size", "epochs")
+MEASURED = ("backend", "device", "device_name", "platform", "cpu_count", "threads", "versions", "train_size", "epochs")
 SAME = ("backend", "device", "versions", "train_size", "epochs")  # what runs that add up must share
 
 

@@ -196,7 +196,8 @@ def calibrate(
     exercise: Annotated[str, typer.Argument(help="exercise id from course.yml")],
     seeds: Annotated[int, typer.Option(min=1, help="how many seeds (first-seed..) to train each model under")] = 10,
     profile: Annotated[str | None, typer.Option(help="smoke or full; default: from the device")] = None,
-    write: Annotated[bool, typer.Option(help="write the result into docs/calibration.md")] = True,
+    write: Annotated[bool, typer.Option(help=(
+        "keep the trainings in the section's records and write the section into docs/calibration.md"))] = True,
     workers: Annotated[int, typer.Option(min=1, help="grader workers training side by side (they may share a GPU)")] = 1,
     models: Annotated[Path | None, typer.Option(help=(
         "keep the built reference and baselines here, and reuse them (grade on a machine that cannot build them)"))] = None,
@@ -224,7 +225,7 @@ def calibrate(
     else:
         results = [cal.calibrate(loaded, exercise, seeds, profile,
                                  progress=lambda line: err.print(line, markup=False, highlight=False), workers=workers,
-                                 models=models, first_seed=first_seed, only=only, fresh=fresh)]
+                                 models=models, first_seed=first_seed, only=only, fresh=fresh, record=write)]
     for result in results:
         print(cal.markdown(result))
         if write:

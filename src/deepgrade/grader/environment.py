@@ -90,6 +90,16 @@ def package_version(dist: str) -> str | None:
         return None
 
 
+def threads() -> int:
+    """The CPU threads a grade's operations may use (the grader pool's share, else every core): TensorFlow's CPU
+    results differ in the 4th decimal with it (oneDNN's reductions are ordered per thread), so a grade records it."""
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
+
+
 def describe() -> dict:
     """Seed-independent facts about the grading machine, recorded with every grade."""
     import keras
@@ -104,6 +114,7 @@ def describe() -> dict:
         "python": platform.python_version(),
         "platform": f"{platform.system()} {platform.machine()}",
         "cpu_count": os.cpu_count(),
+        "threads": threads(),
         "versions": {k: v for k, v in versions.items() if v},
         "executable": sys.executable,
     }
