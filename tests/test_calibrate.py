@@ -143,7 +143,10 @@ def test_records_add_up_across_runs_and_the_section_is_computed_from_all_of_them
     with pytest.raises(ConfigError) as refused:  # numbers measured with other versions do not add up
         add_records(path, {**ENV, "versions": {"keras": "3.16.0"}}, _trainings("reference solution", [3], 0.8))
     assert ("run 1 measured versions={'keras': '3.15.1'}; this run measures versions={'keras': '3.16.0'}. Expected the "
-            "same backend, device, versions and budget for trainings that add up: pass --fresh") in str(refused.value)
+            "same backend, device, versions and budget for trainings that add up. This run's trainings are kept in "
+            f"{tmp_path / 'mlp-smoke.refused.jsonl'}") in str(refused.value)
+    aside = from_records(course, "mlp", "smoke", tmp_path / "mlp-smoke.refused.jsonl")  # nothing trained is lost
+    assert aside["runs"][0].values == {"test_accuracy": [0.8003]} and aside["environment"]["versions"]["keras"] == "3.16.0"
     add_records(path, {**ENV, "epochs": 5}, _trainings("reference solution", [0], 0.85), fresh=True)
     assert from_records(course, "mlp", "smoke", path)["runs"][0].values == {"test_accuracy": [0.85]}
     path.write_text(path.read_text() + "not json\n")
@@ -163,7 +166,7 @@ def test_every_calibrated_section_is_what_its_records_give():
     `deepgrade calibrate EXERCISE --render` writes the section again."""
     course = load_course(ROOT)
     text = (ROOT / "docs" / "calibration.md").read_text()
-    paths = sorted((ROOT / RECORDS).glob("*.jsonl"))
+    paths = sorted(p for p in (ROOT / RECORDS).glob("*.jsonl") if "." not in p.stem)  # not a .refused run
     assert {p.stem for p in paths} >= {f"{ex}-smoke" for ex in course.course.exercises}  # every exercise calibrated
     for path in paths:
         exercise, profile = path.stem.split("-")[:2]

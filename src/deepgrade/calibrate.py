@@ -322,12 +322,15 @@ def add_records(path: Path, environment: dict, found: dict[tuple[str, int], dict
     runs = {} if fresh or not path.is_file() else read_records(path)[0]
     for run in runs.values():
         differs = [k for k in SAME if run["environment"].get(k) != environment.get(k)]
-        if differs:
+        if differs:  # the trainings are kept aside, never lost
+            aside = path.with_name(f"{path.stem}.refused.jsonl")
+            add_records(aside, environment, found, fresh=True, when=when)
             said = ", ".join(f"{k}={run['environment'].get(k)!r}" for k in differs)
             now = ", ".join(f"{k}={environment.get(k)!r}" for k in differs)
             raise ConfigError(f"{path}: run {run['run']} measured {said}; this run measures {now}. Expected the same "
-                              "backend, device, versions and budget for trainings that add up: pass --fresh to start "
-                              "the records over.")
+                              "backend, device, versions and budget for trainings that add up. This run's trainings "
+                              f"are kept in {aside}: to start the records over with them, move that file to "
+                              f"{path.name}; or run again with --fresh.")
     number = max(runs, default=0) + 1
     lines = [{"run": number, "date": when or date.today().isoformat(), "environment": environment}]
     lines += [{"run": number, "model": model, "seed": seed, **result} for (model, seed), result in sorted(found.items())]
