@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from deepgrade.calibrate import RECORDS, Runs, add_records, from_records, markdown, propose, render, write_section
+from deepgrade.calibrate import (
+    RECORDS,
+    Runs,
+    add_records,
+    from_records,
+    markdown,
+    propose,
+    render,
+    section_files,
+    write_section,
+)
 from deepgrade.cli import main
 from deepgrade.course import load_course
 from deepgrade.errors import ConfigError
@@ -76,6 +86,10 @@ def test_calibrate_runs_reference_and_baseline_and_writes_a_section(edited_cours
     assert main(["calibrate", "mlp", "--seeds", "1", "--only", "reference solution", "--no-write", "--profile", "smoke",
                  "--course", str(root)]) == 0
     assert records.read_text() == kept and "seeds 0; " in capsys.readouterr().out  # printed, nothing kept
+    assert main(["calibrate", "mlp", "--only", "logistic", "--no-write", "--course", str(root)]) == 2
+    assert "calibrate --no-write computes the result from this run alone, which needs the reference" in capsys.readouterr().err
+    assert main(["calibrate", "mlp", "--render", "--only", "logistic", "--course", str(root), "--profile", "smoke"]) == 2
+    assert "calibrate --render trains nothing: expected no training options. Received: --only" in capsys.readouterr().err
     assert main(["calibrate", "mlp", "--only", "logistc", "--course", str(root), "--profile", "smoke"]) == 2
     assert "calibrate --only: expected one of reference solution, logistic. Received: 'logistc'." in capsys.readouterr().err
 
@@ -138,20 +152,63 @@ def test_records_add_up_across_runs_and_the_section_is_computed_from_all_of_them
     assert reference.seeds == (0, 1, 2) and logistic.seeds == (0, 1, 2) and not logistic.retried
     assert logistic.values["test_accuracy"] == [0.77, 0.7801, 0.7802]  # seed 1 measured again: the later line counts
     text = markdown(result)
-    assert text.startswith("## mlp, smoke profile (`deepgrade calibrate`)\n\nMeasured 2026-11-22 and 2026-11-23 on cpu, "
+    assert text.startswith("## mlp, smoke profile (`deepgrade calibrate`)\n\nMeasured 2026-11-22, 2026-11-23 on cpu, "
                            "AMD EPYC (Linux x86_64, 2 cores), backend tensorflow, keras 3.15.1; seeds 0, 1, 2; 10,000")
     with pytest.raises(ConfigError) as refused:  # numbers measured with other versions do not add up
         add_records(path, {**ENV, "versions": {"keras": "3.16.0"}}, _trainings("reference solution", [3], 0.8))
     assert ("run 1 measured versions={'keras': '3.15.1'}; this run measures versions={'keras': '3.16.0'}. Expected the "
             "same backend, device, versions and budget for trainings that add up. This run's trainings are kept in "
-            f"{tmp_path / 'mlp-smoke.refused.jsonl'}") in str(refused.value)
-    aside = from_records(course, "mlp", "smoke", tmp_path / "mlp-smoke.refused.jsonl")  # nothing trained is lost
-    assert aside["runs"][0].values == {"test_accuracy": [0.8003]} and aside["environment"]["versions"]["keras"] == "3.16.0"
+            f"{tmp_path / 'mlp-smoke.refused-'}") in str(refused.value)
+    with pytest.raises(ConfigError):  # refused again: a file per refused run, the first one's trainings kept
+        add_records(path, {**ENV, "versions": {"keras": "3.16.0"}}, _trainings("reference solution", [4], 0.8))
+    aside = sorted(tmp_path.glob("mlp-smoke.refused-*.jsonl"))
+    assert [from_records(course, "mlp", "smoke", a)["runs"][0].seeds for a in aside] == [(3,), (4,)]
     add_records(path, {**ENV, "epochs": 5}, _trainings("reference solution", [0], 0.85), fresh=True)
     assert from_records(course, "mlp", "smoke", path)["runs"][0].values == {"test_accuracy": [0.85]}
+    path.write_text(path.read_text() + '{"run": 1, "model": "reference solution", "se')  # a run stopped mid-write
+    assert from_records(course, "mlp", "smoke", path)["runs"][0].values == {"test_accuracy": [0.85]}
+    add_records(path, {**ENV, "epochs": 5}, _trainings("reference solution", [1], 0.85))  # the cut line goes
+    assert from_records(course, "mlp", "smoke", path)["runs"][0].seeds == (0, 1)
     path.write_text(path.read_text() + "not json\n")
-    with pytest.raises(ConfigError, match=r"mlp-smoke.jsonl, line 3: expected a calibration record"):
+    with pytest.raises(ConfigError, match=r"mlp-smoke.jsonl, line 5: expected a calibration record"):
         from_records(course, "mlp", "smoke", path)
+
+
+def test_records_refuse_what_does_not_add_up(tmp_path):
+    from deepgrade.calibrate import Recorder, _seeds
+
+    course = load_course(ROOT)
+    path = tmp_path / "mlp-smoke.jsonl"
+    add_records(path, ENV, _trainings("reference solution", [0], 0.82))
+    add_records(path, ENV, {("reference solution", 1): {"metrics": {"test_accuracy": 0.8, "gap": 0.01}}})
+    with pytest.raises(ConfigError, match=r"reference solution has gap on some seeds, not on seeds 0. Expected the same "
+                                          r"metrics on every seed"):
+        from_records(course, "mlp", "smoke", path)
+    # a run is checked against the records at its first training, and stops there, that training kept aside
+    recorder = Recorder(tmp_path / "course", "mlp", "smoke")
+    recorder.keep("reference solution", 0, {"metrics": {"test_accuracy": 0.8}}, ENV)
+    recorder.keep("reference solution", 1, {"metrics": {"test_accuracy": 0.81}}, ENV)
+    assert from_records(course, "mlp", "smoke", recorder.path)["runs"][0].seeds == (0, 1)
+    late = Recorder(tmp_path / "course", "mlp", "smoke")
+    with pytest.raises(ConfigError, match="run 1 measured epochs=3; this run measures epochs=5"):
+        late.keep("reference solution", 2, {"metrics": {"test_accuracy": 0.8}}, {**ENV, "epochs": 5})
+    assert len(list((tmp_path / "course" / RECORDS).glob("mlp-smoke.refused-*.jsonl"))) == 1
+    assert _seeds(list(range(200)) + list(range(300, 310)) + [400]) == "0-199, 300-309, 400: 211 seeds"
+    assert _seeds([1, 5, 9]) == "1, 5, 9" and _seeds(range(5)) == "0-4 (5 seeds)"
+
+
+def test_render_reads_one_file_per_backend_and_never_a_refused_run(tmp_path):
+    course = load_course(ROOT)
+    folder = tmp_path / RECORDS
+    jax = {**ENV, "backend": "jax"}
+    add_records(folder / "mlp-smoke.jsonl", ENV, _trainings("reference solution", [0], 0.82))
+    add_records(folder / "mlp-smoke-jax-cpu.jsonl", jax, _trainings("reference solution", [0], 0.83))
+    with pytest.raises(ConfigError):
+        add_records(folder / "mlp-smoke-jax-cpu.jsonl", {**jax, "epochs": 9}, _trainings("reference solution", [0], 0.5))
+    add_records(folder / "mlp-smoke-extra-cpu-x.jsonl", ENV, _trainings("reference solution", [0], 0.1))  # not a key
+    course.root = tmp_path
+    shown = [markdown(r).splitlines()[0] for r in render(course, "mlp", "smoke")]
+    assert shown == ["## mlp, smoke profile, jax-cpu (`deepgrade calibrate`)", "## mlp, smoke profile (`deepgrade calibrate`)"]
 
 
 def test_render_needs_records(tmp_path, edited_course):
@@ -166,12 +223,12 @@ def test_every_calibrated_section_is_what_its_records_give():
     `deepgrade calibrate EXERCISE --render` writes the section again."""
     course = load_course(ROOT)
     text = (ROOT / "docs" / "calibration.md").read_text()
-    paths = sorted(p for p in (ROOT / RECORDS).glob("*.jsonl") if "." not in p.stem)  # not a .refused run
-    assert {p.stem for p in paths} >= {f"{ex}-smoke" for ex in course.course.exercises}  # every exercise calibrated
-    for path in paths:
-        exercise, profile = path.stem.split("-")[:2]
+    found = [(exercise, profile, path) for exercise in course.course.exercises for profile in ("smoke", "full")
+             for path in section_files(ROOT, exercise, profile)]
+    assert {(exercise, profile) for exercise, profile, _ in found} >= {(ex, "smoke") for ex in course.course.exercises}
+    for exercise, profile, path in found:
         result = from_records(course, exercise, profile, path)
-        key = f"{exercise}:{profile}" + ("" if path.stem == f"{exercise}-{profile}" else ":" + path.stem.split("-", 2)[2])
+        key = f"{exercise}:{profile}" + path.stem.removeprefix(f"{exercise}-{profile}").replace("-", ":", 1)
         section = re.search(rf"<!-- calibrate {re.escape(key)} -->\n(.*?)<!-- /calibrate {re.escape(key)} -->", text, re.S)
         assert section, f"docs/calibration.md has no section {key} for {path.name}"
         assert section[1] == markdown(result), (f"docs/calibration.md's section {key} is not what {path.name} gives: "

@@ -18,7 +18,7 @@ import statistics
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from .course import LoadedCourse, write_submission
@@ -90,10 +90,14 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
 
 
 def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
-             progress: Callable[[str], None], workers: int = 1) -> tuple[dict[tuple[str, int], dict], dict]:
+             progress: Callable[[str], None], workers: int = 1,
+             keep: Callable[[str, int, dict, dict], None] = lambda model, seed, result, environment: None,
+             ) -> tuple[dict[tuple[str, int], dict], dict]:
     """Every model under every seed, every check, one training each (no retry), on ``workers`` grader workers
-    (the batch's persistent graders, each in its own jail where one can be made). Returns ({(model, seed):
-    {"metrics": {...}, "untrained_failures": [checks it failed without training]}}, the last grade's environment)."""
+    (the batch's persistent graders, each in its own jail where one can be made); ``keep(model, seed, result,
+    environment)`` hears of each training as it ends (a run stopped half-way keeps what it trained). Returns
+    ({(model, seed): {"metrics": {...}, "untrained_failures": [checks it failed without training]}}, the last
+    grade's environment)."""
     import queue
     import threading
 
@@ -137,6 +141,11 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
                     found[(model.name, seed)] = {"metrics": metrics, "untrained_failures": sorted(
                         c.name for c in report.checks if not c.trains and not c.passed)}
                     environment.update(report.environment)
+                    try:
+                        keep(model.name, seed, found[(model.name, seed)], report.environment)
+                    except ConfigError as exc:  # e.g. the records measure something else: stop at once
+                        problems.append(str(exc))
+                        return
                     shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                     progress(f"{model.name}, seed {seed} ({len(found)}/{len(models) * len(seeds)}, "
                              f"{report.environment.get('grade_seconds', '?')} s): {shown}")
@@ -262,13 +271,21 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
     names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
     wanted = [_model_name(name, names) for name in only] if only else None
     seed_list = list(range(first_seed, first_seed + seeds))
+    if not record and wanted is not None and "reference solution" not in wanted:
+        raise ConfigError("calibrate --no-write computes the result from this run alone, which needs the reference: "
+                          f"expected --only 'reference solution' among the models. Received: --only {only}. Add it, "
+                          "or drop --no-write to add these trainings to the section's records.")
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
         built = build_models(course, exercise, models or Path(tmp), progress, only=wanted)
-        found, environment = _measure(course, exercise, built, profile, seed_list, progress, workers)
-        measured = {key: environment[key] for key in MEASURED if key in environment}
-        path = records_path(course.root if record else Path(tmp), exercise, profile, measured)
-        add_records(path, measured, found, fresh=fresh or not record)
-        return from_records(course, exercise, profile, path)
+        recorder = Recorder(course.root if record else Path(tmp), exercise, profile, fresh=fresh or not record)
+        _measure(course, exercise, built, profile, seed_list, progress, workers, keep=recorder.keep)
+        return from_records(course, exercise, profile, recorder.path)
+
+
+def _machine(environment: dict) -> str:
+    threads = environment.get("threads")
+    return (f"{environment.get('device_name') or environment.get('device', '?')} ({environment.get('cpu_count', '?')} "
+            f"cores{'' if threads is None else f', {threads} thread(s) a grade'})")
 
 
 def _model_name(name: str, names: list[str]) -> str:
@@ -290,6 +307,34 @@ MEASURED = ("backend", "device", "device_name", "platform", "cpu_count", "thread
 SAME = ("backend", "device", "versions", "train_size", "epochs")  # what runs that add up must share
 
 
+class Recorder:
+    """Writes a calibration run's trainings to the section's records as they end: the first one decides the
+    records file (by its backend and device) and is checked against the runs already there, so a run that would
+    not add up stops after one training, kept aside; each later one is appended at once."""
+
+    def __init__(self, root: Path, exercise: str, profile: str, *, fresh: bool = False):
+        self.root, self.exercise, self.profile, self.fresh = Path(root), exercise, profile, fresh
+        self.path: Path | None = None
+        self.run = 0
+
+    def keep(self, model: str, seed: int, result: dict, environment: dict) -> None:
+        found = {(model, seed): result}
+        if self.path is None:
+            measured = {key: environment[key] for key in MEASURED if key in environment}
+            self.path = records_path(self.root, self.exercise, self.profile, measured)
+            add_records(self.path, measured, found, fresh=self.fresh)
+            self.run = max(read_records(self.path)[0])
+            return
+        with self.path.open("a") as out:
+            out.write(json.dumps({"run": self.run, "model": model, "seed": seed, **result}) + "\n")
+
+
+def section_files(root: Path, exercise: str, profile: str) -> list[Path]:
+    """The records files of ``exercise`` and ``profile``, one per backend and device (not a refused run's)."""
+    name = re.compile(rf"{re.escape(exercise)}-{re.escape(profile)}(-[a-z0-9]+-[a-z0-9]+)?")
+    return sorted(p for p in (Path(root) / RECORDS).glob("*.jsonl") if name.fullmatch(p.stem))
+
+
 def records_path(root: Path, exercise: str, profile: str, environment: dict) -> Path:
     key = _backend_key({"environment": environment}).replace(":", "-")
     return Path(root) / RECORDS / f"{exercise}-{profile}{key}.jsonl"
@@ -299,18 +344,25 @@ def read_records(path: Path) -> tuple[dict[int, dict], dict[tuple[str, int], dic
     """The records of ``path``: (runs by id, trainings by (model, seed), the last line for each winning)."""
     runs: dict[int, dict] = {}
     trainings: dict[tuple[str, int], dict] = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    text = Path(path).read_text()
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
             if "model" in record:
+                dict(record["metrics"])
                 trainings[(record["model"], int(record["seed"]))] = record
             else:
+                dict(record["environment"]), str(record["date"])
                 runs[int(record["run"])] = record
         except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}, line {number}: expected a calibration record (JSON with run, and model, seed "
-                              f"and metrics for a training). Received: {line[:120]!r} ({exc}).") from None
+            if number == len(lines) and not text.endswith("\n"):
+                break  # a line cut off by a run stopped while writing it: that training was never recorded
+            raise ConfigError(f"{path}, line {number}: expected a calibration record (JSON with run, date and "
+                              "environment for a run; run, model, seed and metrics for a training). Received: "
+                              f"{line[:120]!r} ({type(exc).__name__}: {exc}). Mend or delete the line.") from None
     return runs, trainings
 
 
@@ -322,8 +374,9 @@ def add_records(path: Path, environment: dict, found: dict[tuple[str, int], dict
     runs = {} if fresh or not path.is_file() else read_records(path)[0]
     for run in runs.values():
         differs = [k for k in SAME if run["environment"].get(k) != environment.get(k)]
-        if differs:  # the trainings are kept aside, never lost
-            aside = path.with_name(f"{path.stem}.refused.jsonl")
+        if differs:  # the trainings are kept aside, never lost (a file per refused run)
+            stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
+            aside = path.with_name(f"{path.stem}.refused-{stamp}.jsonl")
             add_records(aside, environment, found, fresh=True, when=when)
             said = ", ".join(f"{k}={run['environment'].get(k)!r}" for k in differs)
             now = ", ".join(f"{k}={environment.get(k)!r}" for k in differs)
@@ -335,8 +388,12 @@ def add_records(path: Path, environment: dict, found: dict[tuple[str, int], dict
     lines = [{"run": number, "date": when or date.today().isoformat(), "environment": environment}]
     lines += [{"run": number, "model": model, "seed": seed, **result} for (model, seed), result in sorted(found.items())]
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "" if fresh or not path.is_file() else path.read_text()
-    path.write_text(text + "".join(json.dumps(line) + "\n" for line in lines))
+    if fresh or not path.is_file():
+        path.write_text("")
+    elif path.read_text() and not path.read_text().endswith("\n"):
+        path.write_text(path.read_text().rsplit("\n", 1)[0] + "\n")  # drop a line cut off half-way (read_records)
+    with path.open("a") as out:  # appended: what is there stays whole if this run stops
+        out.write("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def from_records(course: LoadedCourse, exercise: str, profile: str, path: Path) -> dict:
@@ -350,7 +407,14 @@ def from_records(course: LoadedCourse, exercise: str, profile: str, path: Path) 
     runs = []
     for name in [n for n in fails if any(model == n for model, _ in trainings)]:
         mine = sorted((seed, record) for (model, seed), record in trainings.items() if model == name)
-        metrics = {key: [record["metrics"][key] for _, record in mine] for key in mine[0][1]["metrics"]}
+        keys = list(dict.fromkeys(key for _, record in mine for key in record["metrics"]))
+        for key in keys:
+            missing = [seed for seed, record in mine if key not in record["metrics"]]
+            if missing:
+                raise ConfigError(f"{path}: {name} has {key} on some seeds, not on seeds {_seeds(missing)}. Expected "
+                                  "the same metrics on every seed (a check added since?): train those seeds again "
+                                  f"(--only, --first-seed) or start over with --fresh.")
+        metrics = {key: [record["metrics"][key] for _, record in mine] for key in keys}
         untrained = set().union(*(record.get("untrained_failures", []) for _, record in mine))
         runs.append(Runs(name, metrics, fails[name], not untrained, tuple(sorted(set(fails[name]) & untrained)),
                          tuple(seed for seed, _ in mine)))
@@ -361,10 +425,14 @@ def from_records(course: LoadedCourse, exercise: str, profile: str, path: Path) 
                           "threshold can make its grade right. Expected a reference that passes every check that "
                           "does not train: fix the solution or the check, then calibrate again with --fresh.")
     if not runs or runs[0].name != "reference solution":
-        raise ConfigError(f"{path}: no trainings of the reference solution. Run `deepgrade calibrate {exercise} --only "
-                          "'reference solution'` first.")
-    latest = runs_by_id[max(runs_by_id)]
-    environment = {**latest["environment"], "date": " and ".join(sorted({r["date"] for r in runs_by_id.values()}))}
+        raise ConfigError(f"{path}: no trainings of the reference solution. Run `deepgrade calibrate {exercise} --profile "
+                          f"{profile} --only 'reference solution'` first.")
+    used = sorted({int(record["run"]) for record in trainings.values()} & set(runs_by_id))  # runs with a winning line
+    latest = runs_by_id[used[-1] if used else max(runs_by_id)]
+    environment = {**latest["environment"], "date": ", ".join(sorted({runs_by_id[r]["date"] for r in used}))}
+    machines = {_machine(runs_by_id[r]["environment"]) for r in used}
+    if len(machines) > 1:
+        environment["machines"] = sorted(machines)
     current = course.profile(exercise, profile).thresholds.model_dump()
     trained = [(metric, check) for metric, check in METRIC_CHECK.items() if check in ex.checks and metric in runs[0].values]
     thresholds = {check: propose_by_rule(runs[0], runs[1:], metric, len(trained)) for metric, check in trained}
@@ -376,8 +444,7 @@ def render(course: LoadedCourse, exercise: str, profile: str) -> list[dict]:
     """Every section of ``exercise`` and ``profile`` (one per backend and device), recomputed from its records
     at course.yml's current thresholds, training nothing."""
     course.profile(exercise, profile)
-    paths = sorted((course.root / RECORDS).glob(f"{exercise}-{profile}*.jsonl"))
-    paths = [p for p in paths if p.stem == f"{exercise}-{profile}" or p.stem.startswith(f"{exercise}-{profile}-")]
+    paths = section_files(course.root, exercise, profile)
     if not paths:
         raise ConfigError(f"No calibration records for {exercise} ({profile} profile) in {course.root / RECORDS}. "
                           f"Run `deepgrade calibrate {exercise} --profile {profile}` first.")
@@ -468,11 +535,20 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def _seeds(seeds: list[int]) -> str:
-    """0-199 (200 seeds), or the seeds themselves."""
-    seeds = list(seeds)
+    """0-199 (200 seeds); a few seeds themselves; runs of consecutive seeds as ranges (0-199, 300-309: 210 seeds)."""
+    seeds = sorted(seeds)
     if len(seeds) > 3 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}-{seeds[-1]} ({len(seeds)} seeds)"
-    return ", ".join(map(str, seeds))
+    spans: list[list[int]] = []
+    for seed in seeds:
+        if spans and seed == spans[-1][-1] + 1:
+            spans[-1].append(seed)
+        else:
+            spans.append([seed])
+    if all(len(span) < 4 for span in spans):
+        return ", ".join(map(str, seeds))
+    shown = ", ".join(f"{span[0]}-{span[-1]}" if len(span) > 2 else ", ".join(map(str, span)) for span in spans)
+    return f"{shown}: {len(seeds)} seeds"
 
 
 def markdown(result: dict) -> str:
@@ -490,6 +566,7 @@ def markdown(result: dict) -> str:
         f"seeds {shown}; {env.get('train_size', '?'):,} training images, "
         f"{env.get('epochs', '?')} epochs." if isinstance(env.get("train_size"), int) else
         f"Measured on {device}; seeds {shown}.", "",
+        *([f"Runs on more than one machine: {'; '.join(env['machines'])}.", ""] if env.get("machines") else []),
         "| model | metric | min | 1% | mean | max | sd |", "|---|---|---|---|---|---|---|",
     ]
     for run in result["runs"]:

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import DeepgradeError, GraderError, first_line
+from .errors import ConfigError, DeepgradeError, GraderError, first_line
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Auto-graded exercises and quizzes for a hands-on TensorFlow/Keras course.")
@@ -221,6 +221,11 @@ def calibrate(
     loaded = _course(course)
     profile = profile or default_profile()
     if render:
+        given = [name for name, value in (("--only", only), ("--fresh", fresh), ("--first-seed", first_seed),
+                                          ("--models", models)) if value]
+        if given:
+            raise ConfigError(f"calibrate --render trains nothing: expected no training options. Received: "
+                              f"{', '.join(given)}. Drop them, or drop --render to train.")
         results = cal.render(loaded, exercise, profile)
     else:
         results = [cal.calibrate(loaded, exercise, seeds, profile,
