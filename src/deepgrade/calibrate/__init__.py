@@ -1,0 +1,204 @@
+"""``deepgrade calibrate``: train the reference and the naive baselines under N seeds, propose thresholds.
+
+The reference and each baseline are built once in the student's sandbox; each seed's training then goes
+through the same trusted grader as a student's submission (a pool of the batch's persistent grader workers,
+``--workers``), so the numbers are the ones a grade is made of, on the grader's backend (``--backend``). Each
+seed is one training (no retry): from them, the reference's false-fail rate and each baseline's false-pass
+rate under the retry rule (:mod:`deepgrade.grader.run`), with 95% upper bounds. The result is printed and
+written to docs/calibration.md, in a section per exercise, profile and backend that a later run replaces.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..course import LoadedCourse, write_submission
+from ..errors import ConfigError
+from ..protocol import Submission
+from .records import (
+    MEASURED,
+    RECORDS,
+    SAME,
+    Recorder,
+    add_records,
+    from_records,
+    read_records,
+    records_path,
+    render,
+    section_files,
+)
+from .rule import (
+    LOWER_IS_BETTER,
+    MARGIN,
+    METRIC_CHECK,
+    SPREAD,
+    TARGET,
+    Rate,
+    Runs,
+    false_fail,
+    false_pass,
+    propose,
+    propose_by_rule,
+    rates,
+    upper_bound,
+)
+from .section import _seeds, markdown, write_section
+
+__all__ = [
+    "LOWER_IS_BETTER", "MARGIN", "MEASURED", "METRIC_CHECK", "RECORDS", "SAME", "SPREAD", "TARGET", "Model", "Rate",
+    "Recorder", "Runs", "_seeds", "add_records", "build_models", "calibrate", "false_fail", "false_pass",
+    "from_records", "markdown", "propose", "propose_by_rule", "rates", "read_records", "records_path", "render",
+    "section_files", "upper_bound", "write_section",
+]
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model calibration trains: the reference solution or a baseline, built once in the student's sandbox."""
+
+    name: str
+    submission: Submission
+    fails: tuple[str, ...] = ()
+
+
+def build_models(course: LoadedCourse, exercise: str, folder: Path,
+                 progress: Callable[[str], None] = lambda line: None, only: list[str] | None = None) -> list[Model]:
+    """The reference and every baseline of ``exercise``, each run once in the student's sandbox; their model files
+    and submissions are kept in ``folder/<exercise>/<name>/`` and reused from there when present (a GPU machine
+    without TensorFlow or bubblewrap grades the models another machine built)."""
+    from ..grader.run import build_submission
+
+    ex = course.exercise(exercise)
+    wanted = [("reference solution", course.source_notebook(exercise), ())]
+    for name, spec in ex.baselines.items():
+        wanted.append((f"baseline: {name}", course.root / spec.answer, tuple(spec.fails)))
+    models = []
+    for name, source, fails in wanted:
+        if only is not None and name not in only:
+            continue
+        here = Path(folder) / exercise / re.sub(r"\W+", "_", name).strip("_")
+        saved = here / "submission.json"
+        if saved.is_file():
+            submission = Submission.model_validate_json(saved.read_text())
+            submission = submission.model_copy(update={"models": {k: here / v for k, v in submission.models.items()}})
+        else:
+            here.mkdir(parents=True, exist_ok=True)
+            notebook = source if source.suffix == ".ipynb" else write_submission(
+                course.release_notebook(exercise), source, here / "notebook.ipynb")
+            progress(f"{name}: building it in the student's sandbox")
+            submission = build_submission(course, exercise, notebook, here)
+            if submission.failure or not submission.models:
+                raise ConfigError(f"{name} did not build: {submission.failure or submission.errors}")
+            relative = {k: Path(v).relative_to(here) for k, v in submission.models.items()}
+            saved.write_text(submission.model_copy(update={"models": relative, "log": ""}).model_dump_json(indent=1))
+        models.append(Model(name, submission, fails))
+    return models
+
+
+def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
+             progress: Callable[[str], None], workers: int = 1,
+             keep: Callable[[str, int, dict, dict], None] = lambda model, seed, result, environment: None,
+             ) -> tuple[dict[tuple[str, int], dict], dict]:
+    """Every model under every seed, every check, one training each (no retry), on ``workers`` grader workers
+    (the batch's persistent graders, each in its own jail where one can be made); ``keep(model, seed, result,
+    environment)`` hears of each training as it ends (a run stopped half-way keeps what it trained). Returns
+    ({(model, seed): {"metrics": {...}, "untrained_failures": [checks it failed without training]}}, the last
+    grade's environment)."""
+    import queue
+    import threading
+
+    from ..grader.isolated import isolation_for
+    from ..grader.worker import GraderWorker
+
+    jobs: queue.Queue = queue.Queue()
+    for model in models:
+        for seed in seeds:
+            jobs.put((model, seed))
+    found: dict[tuple[str, int], dict] = {}
+    environment: dict = {}
+    problems: list[str] = []
+    isolated = isolation_for(course, others=False).ok
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    lock = threading.Lock()
+
+    def serve() -> None:
+        with GraderWorker(course, jailed=isolated, threads=threads, gpu_share=workers) as worker:
+            while not problems:
+                try:
+                    model, seed = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    report = worker.grade(exercise, model.submission, profile=profile, seed=seed, retry=False)
+                except Exception as exc:  # noqa: BLE001 - said once, the run stops
+                    problems.append(f"{model.name}, seed {seed}: {exc}")
+                    return
+                metrics = report.environment.get("metrics")
+                with lock:
+                    if report.environment.get("grader_errors"):
+                        problems.append(f"{model.name}, seed {seed}: the grader failed on "
+                                        f"{', '.join(report.environment['grader_errors'])}: "
+                                        + "; ".join(c.message for c in report.checks if not c.passed))
+                        return
+                    if not metrics:
+                        problems.append(f"{model.name} produced no metrics under seed {seed}: "
+                                        + "; ".join(c.message for c in report.checks))
+                        return
+                    found[(model.name, seed)] = {"metrics": metrics, "untrained_failures": sorted(
+                        c.name for c in report.checks if not c.trains and not c.passed)}
+                    environment.update(report.environment)
+                    try:
+                        keep(model.name, seed, found[(model.name, seed)], report.environment)
+                    except ConfigError as exc:  # e.g. the records measure something else: stop at once
+                        problems.append(str(exc))
+                        return
+                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                    progress(f"{model.name}, seed {seed} ({len(found)}/{len(models) * len(seeds)}, "
+                             f"{report.environment.get('grade_seconds', '?')} s): {shown}")
+
+    pool = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, workers))]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if problems:
+        raise ConfigError(problems[0])
+    return found, environment
+
+
+def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
+              progress: Callable[[str], None] = lambda line: None, *, workers: int = 1,
+              models: Path | None = None, first_seed: int = 0, only: list[str] | None = None,
+              fresh: bool = False, record: bool = True) -> dict:
+    """Train the reference and every baseline (``only``: those named, "reference solution" or a baseline's name)
+    under seeds first_seed.. (``seeds`` of them), once each; ``progress`` hears of each run. The trainings are
+    added to the section's records (docs/calibration/, :func:`add_records`; ``fresh``: the old ones dropped),
+    and the result is computed from all of them (``record`` False: from this run's alone, nothing kept).
+    ``models``: where the built models are kept (default: a temporary folder)."""
+    course.profile(exercise, profile)
+    names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
+    wanted = [_model_name(name, names) for name in only] if only else None
+    seed_list = list(range(first_seed, first_seed + seeds))
+    if not record and wanted is not None and "reference solution" not in wanted:
+        raise ConfigError("calibrate --no-write computes the result from this run alone, which needs the reference: "
+                          f"expected --only 'reference solution' among the models. Received: --only {only}. Add it, "
+                          "or drop --no-write to add these trainings to the section's records.")
+    with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
+        built = build_models(course, exercise, models or Path(tmp), progress, only=wanted)
+        recorder = Recorder(course.root if record else Path(tmp), exercise, profile, fresh=fresh or not record)
+        _measure(course, exercise, built, profile, seed_list, progress, workers, keep=recorder.keep)
+        return from_records(course, exercise, profile, recorder.path)
+
+
+def _model_name(name: str, names: list[str]) -> str:
+    """--only's name as calibrate calls the model ("overfit" -> "baseline: overfit"), or a clear error."""
+    for candidate in (name, f"baseline: {name}"):
+        if candidate in names:
+            return candidate
+    shown = ", ".join(n.removeprefix("baseline: ") for n in names)
+    raise ConfigError(f"calibrate --only: expected one of {shown}. Received: {name!r}.")
