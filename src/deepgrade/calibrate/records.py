@@ -36,8 +36,7 @@ class Recorder:
         if self.path is None:
             measured = {key: environment[key] for key in MEASURED if key in environment}
             self.path = records_path(self.root, self.exercise, self.profile, measured)
-            add_records(self.path, measured, found, fresh=self.fresh)
-            self.run = max(read_records(self.path)[0])
+            self.run = add_records(self.path, measured, found, fresh=self.fresh)
             return
         with self.path.open("a") as out:
             out.write(json.dumps({"run": self.run, "model": model, "seed": seed, **result}) + "\n")
@@ -81,9 +80,9 @@ def read_records(path: Path) -> tuple[dict[int, dict], dict[tuple[str, int], dic
 
 
 def add_records(path: Path, environment: dict, found: dict[tuple[str, int], dict], *, fresh: bool = False,
-                when: str | None = None) -> None:
+                when: str | None = None) -> int:
     """Append one run's trainings to ``path`` (a run of another environment is refused: its numbers would not
-    add up; ``fresh`` starts the records over)."""
+    add up; ``fresh`` starts the records over); the run's number."""
     path = Path(path)
     runs = {} if fresh or not path.is_file() else read_records(path)[0]
     for run in runs.values():
@@ -102,12 +101,12 @@ def add_records(path: Path, environment: dict, found: dict[tuple[str, int], dict
     lines = [{"run": number, "date": when or date.today().isoformat(), "environment": environment}]
     lines += [{"run": number, "model": model, "seed": seed, **result} for (model, seed), result in sorted(found.items())]
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fresh or not path.is_file():
-        path.write_text("")
-    elif path.read_text() and not path.read_text().endswith("\n"):
-        path.write_text(path.read_text().rsplit("\n", 1)[0] + "\n")  # drop a line cut off half-way (read_records)
+    text = "" if fresh or not path.is_file() else path.read_text()
+    if not text or not text.endswith("\n"):  # new, or ending in a line cut off half-way (read_records): rewritten
+        path.write_text(text.rsplit("\n", 1)[0] + "\n" if "\n" in text else "")
     with path.open("a") as out:  # appended: what is there stays whole if this run stops
         out.write("".join(json.dumps(line) + "\n" for line in lines))
+    return number
 
 
 def from_records(course: LoadedCourse, exercise: str, profile: str, path: Path) -> dict:
