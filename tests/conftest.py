@@ -47,6 +47,45 @@ def make_submission(tmp_path_factory, course):
     return make
 
 
+REAL = REPO / "tests" / "real_notebooks"
+
+
+def real_notebook(course, name: str, out: Path, extra: list[str] = ()) -> Path:
+    """tests/real_notebooks/NAME.ipy (percent format: ``# %%`` starts a student's cell, ``# %% [answer F]`` fills
+    the solution cell of F) made into the released stub as a student fills it: their first cells just before
+    the first answer (after what the stub gives: imports, a baseline), the others after the answer before them,
+    in order; ``extra`` cells appended at the end. Written to ``out``."""
+    import nbformat
+
+    from deepgrade.course.notebooks import _answer_id
+
+    exercise = name.split("_")[0]
+    nb = nbformat.read(course.release_notebook(exercise), as_version=4)
+    chunks = re.split(r"^# %%(.*)\n", (REAL / f"{name}.ipy").read_text(), flags=re.M)[1:]
+    pending, where = [], None
+    for marker, source in [*zip(chunks[::2], chunks[1::2], strict=True), *(("", s) for s in extra)]:
+        answer = re.fullmatch(r"\s*\[answer (\w+)\]\s*", marker)
+        if answer:
+            where = next(i for i, c in enumerate(nb.cells) if _answer_id(c) == answer[1])
+            nb.cells[where].source = source.strip() + "\n"
+            nb.cells[where:where] = pending
+            where += len(pending) + 1
+            pending = []
+        elif where is None:
+            pending.append(nbformat.v4.new_code_cell(source.strip()))
+        else:
+            nb.cells.insert(where, nbformat.v4.new_code_cell(source.strip()))
+            where += 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    return out
+
+
+def real_expectation(name: str) -> str:
+    """The ``# expect:`` line of tests/real_notebooks/NAME.ipy."""
+    return re.search(r"^# expect: (.*)$", (REAL / f"{name}.ipy").read_text(), flags=re.M)[1]
+
+
 @pytest.fixture
 def edited_course(tmp_path):
     """edited_course(lambda data: ...) -> a copy of the course whose course.yml was changed by the function."""
@@ -154,12 +193,15 @@ def checked(course, make_submission, tmp_path_factory):
     Only for well-behaved answers (the answer's code runs in the test process); the sandbox's own behaviour is
     tested through ``graded``.
     """
+    import ast
+
     import nbformat
 
     from deepgrade.course import runs_in_sandbox
     from deepgrade.grader import grade
     from deepgrade.pretrained import load_base, takes_base
     from deepgrade.protocol import Submission
+    from deepgrade.sandbox.slicing import plan
 
     folder = tmp_path_factory.mktemp("checked")
 
@@ -170,9 +212,9 @@ def checked(course, make_submission, tmp_path_factory):
         ex = course.exercise(exercise)
         nb = nbformat.read(make_submission(exercise, answer), as_version=4)
         namespace: dict = {}
-        for cell in nb.cells:
-            if runs_in_sandbox(cell):
-                exec(compile(cell.source, f"{answer}.ipynb", "exec"), namespace)
+        sources = [(n, cell.source) for n, cell in enumerate(nb.cells, 1) if runs_in_sandbox(cell)]
+        for statement in plan(sources, [ex.entry, *ex.extra_entries], (ex.options,) if ex.options else ()).statements():
+            exec(compile(ast.Module([statement.node], []), f"{answer}.ipynb", "exec"), namespace)  # as the jail runs it
         models, errors = {}, {}
         for entry in [ex.entry, *ex.extra_entries]:
             fn = namespace[entry]

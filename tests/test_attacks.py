@@ -70,9 +70,15 @@ def notebook(folder: Path, *sources: str) -> Path:
 
 
 def run(tmp_path: Path, *sources: str, **limits):
-    """Run the notebook made of ``sources`` in the student's jail (60 s unless said otherwise)."""
+    """Run the notebook made of ``sources`` in the student's jail (60 s unless said otherwise).
+
+    Grading runs only what build_model() needs; an attacker puts the attack where it runs. Each attack cell here
+    goes through ``exec``, which may define any name, so grading runs it wherever it stands (a cell build_model()
+    needs runs the same way: test_a_hostile_statement_build_model_needs_is_held). Every test asserts the lines
+    its attack prints, so an attack that did not run fails its test."""
     limits.setdefault("time_limit_s", 60)
-    return run_notebook(notebook(tmp_path, *sources), ["build_model"], tmp_path / "out",
+    cells = [source if source == MODEL else f"exec({source!r})" for source in sources]
+    return run_notebook(notebook(tmp_path, *cells), ["build_model"], tmp_path / "out",
                         Limits.of("student", **limits))
 
 
@@ -172,6 +178,50 @@ def test_write_outside_scratch_is_denied(tmp_path, open_dirs, monkeypatch):
     cwds = said(sub.log, "CWD")
     assert cwds, sub.log
     assert all(line.split()[1] in ("/home/student", "/", "unreadable") for line in cwds), cwds  # only the jail's own
+    built(sub)
+
+
+NEEDED_ATTACK = """
+import keras, os
+MARK, DIRS = {mark!r}, {dirs!r}
+
+def attempt(where):
+    for folder in [*DIRS, os.path.dirname(keras.__file__), "/root"]:
+        path = os.path.join(folder, MARK + "-" + where)
+        try:
+            with open(path, "x") as f:
+                f.write("escaped")
+            print("WROTE", path, flush=True)
+        except OSError:
+            print("DENIED", where, folder, flush=True)
+    return 10
+
+def hostile(fn):  # a decorator: runs when build_model is defined
+    attempt("decorator")
+    return fn
+
+@hostile
+def build_model(units=attempt("default")):  # a default argument: runs when build_model is defined
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                             keras.layers.Dense(units, activation="softmax")])
+"""
+
+
+def test_a_hostile_statement_build_model_needs_is_held(tmp_path, open_dirs):
+    """Grading runs what build_model() needs: here a decorator and a default argument that run when it is
+    defined, each trying to write outside the jail. They run (the log says so), in the jail, and are held."""
+    mark = f"deepgrade-attack-{uuid.uuid4().hex}"
+    source = NEEDED_ATTACK.format(mark=mark, dirs=[str(d) for d in open_dirs])
+    sub = run_notebook(notebook(tmp_path, source), ["build_model"], tmp_path / "out",
+                       Limits.of("student", time_limit_s=60))
+    places = [*open_dirs, Path(os.path.dirname(deepgrade.__file__)).parent, Path("/root")]
+    escaped = [p for where in ("decorator", "default") for p in places if (p / f"{mark}-{where}").exists()]
+    for path in escaped:
+        path.unlink()
+    assert not escaped, f"the needed statement wrote outside the jail: {escaped}"
+    assert not said(sub.log, "WROTE"), sub.log
+    denied = said(sub.log, "DENIED")
+    assert {line.split()[0] for line in denied} == {"decorator", "default"}, sub.log
     built(sub)
 
 

@@ -1,5 +1,6 @@
 """The sandbox: student code runs in its own process with limits; only a .keras file comes back."""
 
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -13,6 +14,8 @@ import keras
 def build_model():
     return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
 """
+# The same model, reading NEEDED: the cell that sets it is one grading runs (it runs only what build_model() needs).
+NEEDS = MODEL.replace("keras.layers.Dense(10)", "keras.layers.Dense(10 + 0 * len(str(NEEDED)))")
 
 
 def notebook(tmp_path: Path, *sources: str, tags: dict[int, list[str]] | None = None) -> Path:
@@ -24,10 +27,14 @@ def notebook(tmp_path: Path, *sources: str, tags: dict[int, list[str]] | None = 
     return path
 
 
-def run(tmp_path, *sources, limits=Limits.of("student", time_limit_s=60, memory_limit_mb=4096), **kw):
-    """The model file build_model() produced, or the StudentCodeError saying why there is none."""
+def run(tmp_path, *sources, limits=Limits.of("student", time_limit_s=60, memory_limit_mb=4096), expect=None, **kw):
+    """The model file build_model() produced, or the StudentCodeError saying why there is none (``expect``: a
+    pattern it must match, the test passing when it does)."""
     built = run_notebook(notebook(tmp_path, *sources, **kw), ["build_model"], tmp_path / "out", limits)
-    return built.model("build_model")
+    if expect is None:
+        return built.model("build_model")
+    with pytest.raises(StudentCodeError, match=expect):
+        built.model("build_model")
 
 
 def test_a_model_comes_back_as_a_keras_file(tmp_path):
@@ -54,16 +61,26 @@ assert not leaked, leaked
 assert {p for p in os.listdir(".") if not p.startswith(".")} <= {"models", "request.json", "submission.ipynb", "tmp"}, os.listdir(".")
 assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 """
-    run(tmp_path, probe, MODEL)
+    run(tmp_path, f"def probe():\n{textwrap.indent(probe, '    ')}\nNEEDED = probe()", NEEDS)
 
 
 def test_tagged_cells_are_skipped(tmp_path):
-    run(tmp_path, MODEL, "raise RuntimeError('training demo, not graded')", tags={1: ["deepgrade-skip"]})
+    run(tmp_path, NEEDS, "NEEDED = 1\nraise RuntimeError('training demo, not graded')", tags={1: ["deepgrade-skip"]},
+        expect=r"build_model\(\) raised NameError: name 'NEEDED' is not defined")
 
 
-def test_a_raising_cell_is_named(tmp_path):
-    with pytest.raises(StudentCodeError, match=r"^Cell 2 of the notebook raised NameError: name 'undefined' is not defined"):
-        run(tmp_path, MODEL, "undefined + 1")
+def test_a_raising_cell_that_is_needed_is_named_with_the_name_it_sets(tmp_path):
+    with pytest.raises(StudentCodeError, match=(
+            r"^build_model\(\) reads `NEEDED`, set in cell 2, which raised NameError: name 'undefined' is not "
+            r"defined\. The grader runs this line because the graded code needs it")):
+        run(tmp_path, NEEDS, "NEEDED = undefined + 1")
+
+
+def test_a_raising_cell_that_is_not_needed_costs_nothing(tmp_path):
+    built = run_notebook(notebook(tmp_path, MODEL, "undefined + 1", "raise NotImplementedError"), ["build_model"],
+                         tmp_path / "out")
+    assert built.model("build_model").is_file()
+    assert built.not_run.startswith("Cells 2 and 3 not run when grading: build_model() does not need the rest")
 
 
 def test_build_model_raising(tmp_path):
@@ -88,18 +105,20 @@ def test_missing_function(tmp_path):
 
 def test_infinite_loop_hits_the_time_limit(tmp_path):
     with pytest.raises(StudentCodeError, match=r"did not finish within the time limit of 5 s"):
-        run(tmp_path, "def build_model():\n    while True:\n        pass", "build_model()",
+        run(tmp_path, "def build_model():\n    while True:\n        pass",
             limits=Limits.of("student", time_limit_s=5, memory_limit_mb=4096))
 
 
 def test_memory_limit(tmp_path):
-    with pytest.raises(StudentCodeError, match=r"MemoryError.*The sandbox allows 1024 MB"):
-        run(tmp_path, "big = bytearray(3 * 2**30)", MODEL, limits=Limits.of("student", time_limit_s=60, memory_limit_mb=1024))
+    with pytest.raises(StudentCodeError, match=r"reads `NEEDED`, set in cell 1, which raised MemoryError.*"
+                                               r"The sandbox allows 1024 MB"):
+        run(tmp_path, "NEEDED = bytearray(3 * 2**30)", NEEDS,
+            limits=Limits.of("student", time_limit_s=60, memory_limit_mb=1024))
 
 
 def test_exit_is_caught(tmp_path):
     with pytest.raises(StudentCodeError, match=r"exited with code 3 before build_model\(\) returned a model"):
-        run(tmp_path, "import os\nos._exit(3)")
+        run(tmp_path, "import os\nNEEDED = os._exit(3)", NEEDS)
 
 
 def test_not_a_notebook(tmp_path):
@@ -123,8 +142,9 @@ def test_no_network_inside_the_sandbox(tmp_path):
     server.listen()
     port = server.getsockname()[1]
     try:
-        probe = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)"
-        with pytest.raises(StudentCodeError, match=r"^Cell 1 of the notebook raised \w*(OSError|ConnectionRefusedError)"):
-            run(tmp_path, probe, MODEL)
+        probe = f"import socket\nNEEDED = socket.create_connection(('127.0.0.1', {port}), timeout=5)"
+        with pytest.raises(StudentCodeError, match=r"^build_model\(\) reads `NEEDED`, set in cell 1, which raised "
+                                                   r"\w*(OSError|ConnectionRefusedError)"):
+            run(tmp_path, probe, NEEDS)
     finally:
         server.close()

@@ -373,6 +373,8 @@ def render(report, console: Console | None = None) -> None:
         + (f"  (trained with seed {env['seed']}, {env.get('device', '?')}, {env.get('backend', '?')} backend, keras "
            f"{env.get('versions', {}).get('keras', '?')})" if seeded else "")
     )
+    for line in report.notebook_notes():
+        console.print(f"[dim]{escape(line)}[/dim]")
     if env.get("isolation", "bubblewrap") != "bubblewrap":
         from .sandbox.jail import why_not_isolated
 

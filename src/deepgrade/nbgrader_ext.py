@@ -46,6 +46,7 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
 
     by_name = {c.name: c for c in report.checks}
     env = report.environment
+    notes = report.notebook_notes()
     for cell in nb.cells:
         if not is_test_cell(cell):
             continue
@@ -55,6 +56,9 @@ def fill_test_cells(nb: NotebookNode, report: Report) -> None:
             name=name, passed=False, points=0.0, max_points=points,
             message=f"deepgrade has no check named {name!r} for {report.exercise!r}.")
         cell.outputs = [verdict_output(result)]
+        if notes:  # said once, under the first check
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(notes) + "\n"))
+            notes = []
         if env.get("isolation", "bubblewrap") != "bubblewrap":
             cell.outputs.append(_unisolated_note(env["isolation"]))
         if result.trains and trained(report):  # the seed means something only here
@@ -102,7 +106,7 @@ class TrustedGrade(Execute):
                     path = Path(tmp) / f"{info.get('notebook', 'submission')}.ipynb"
                     nbformat.write(nb, path)
                     report = grade_here(course, exercise, path, profile=profile, seed=self.seed,
-                                        allow_unisolated=self.allow_unisolated)
+                                        allow_unisolated=self.allow_unisolated, store=store.folder)
             except Exception as exc:  # noqa: BLE001 - any failure is this notebook's grader failure; the batch goes on
                 why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"
                 return self._failed(nb, resources, exercise, student, why)

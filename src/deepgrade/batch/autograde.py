@@ -85,7 +85,8 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
             if pool is not None:  # submitted now; the stored ones are recorded meanwhile
                 results = pool.grade(todo, Settings(course=str(course.root), profile=classroom.profile,
                                                     seed=classroom.seed, allow_unisolated=allow_unisolated,
-                                                    threads=pool.threads(), recycle_after=recycle_after))
+                                                    threads=pool.threads(), recycle_after=recycle_after,
+                                                    store=str(store.folder)))
             for job in done:
                 record(job.assignment, job.student, stored[job.key], reused=True)
                 progress.advance(bar)

@@ -44,6 +44,7 @@ class Settings:
     allow_unisolated: bool | None = None
     threads: int | None = None  # TensorFlow threads per grade; None: the machine's cores / the local workers
     recycle_after: int = 200
+    store: str | None = None  # the ResultStore's folder, where workers see it: grades of what was built
 
 
 @dataclass(frozen=True)
@@ -90,16 +91,16 @@ def student_for(course, exercise: str):
     from ..grader.run import student_jail
     from ..sandbox import WarmStudent
 
-    limits, base = student_jail(course, exercise)
-    ready = _STUDENTS.pop((limits, base), None)
+    limits, base, data = student_jail(course, exercise)
+    ready = _STUDENTS.pop((limits, base, data), None)
     for stale in _STUDENTS.values():  # at most one waiting jail: the exercise's limits or base changed
         stale.close()
     _STUDENTS.clear()
-    if ready is None or not ready.fits(limits, base):
+    if ready is None or not ready.fits(limits, base, data):
         if ready is not None:
             ready.close()
-        ready = WarmStudent(limits, base)
-    _STUDENTS[(limits, base)] = WarmStudent(limits, base)
+        ready = WarmStudent(limits, base, data)
+    _STUDENTS[(limits, base, data)] = WarmStudent(limits, base, data)
     return ready
 
 
@@ -112,19 +113,25 @@ def failed_report(course, exercise: str, profile: str | None, why: str) -> Repor
 
 
 def grade_here(course, exercise: str, notebook: Path, *, profile: str | None, seed: int | None,
-               allow_unisolated: bool | None, threads: int | None = None, recycle_after: int = 200):
+               allow_unisolated: bool | None, threads: int | None = None, recycle_after: int = 200,
+               store: Path | None = None):
     """Grade someone else's ``notebook`` with this process's persistent grader and a student jail started ahead
     (a Dask worker's task; nbgrader's TrustedGrade): Keras and the data are loaded once per process, and each
-    notebook finds its jail warm. Where no jail can be made, refused unless ``allow_unisolated``."""
+    notebook finds its jail warm. Where no jail can be made, refused unless ``allow_unisolated``. ``store``: the
+    folder of a :class:`~.store.ResultStore`; a notebook whose graded code and models were graded before under
+    these settings takes that grade (:class:`~.store.BuiltCache`)."""
     from ..grader.isolated import isolation_for
     from ..grader.run import grade_notebook
+    from .store import BuiltCache, ResultStore
 
     jailed = isolation_for(course, others=True, allow_unisolated=allow_unisolated).ok
     worker = worker_for(course, jailed=jailed, threads=threads, recycle_after=recycle_after)
     student = student_for(course, exercise) if jailed else None
     try:
+        cache = (BuiltCache(ResultStore(store), course, exercise, profile=profile, seed=seed)
+                 if store is not None else None)
         return grade_notebook(course, exercise, notebook, profile=profile, seed=seed, others=True,
-                              allow_unisolated=allow_unisolated, worker=worker, warm=student)
+                              allow_unisolated=allow_unisolated, worker=worker, warm=student, cache=cache)
     finally:
         if student is not None:
             student.close()  # used once (already closed when it ran the notebook)
@@ -145,7 +152,8 @@ def grade_job(job: Job, settings: Settings) -> Graded:
             path.write_text(job.source)
             report = grade_here(course, job.assignment, path, profile=settings.profile, seed=settings.seed,
                                 allow_unisolated=settings.allow_unisolated, threads=settings.threads,
-                                recycle_after=settings.recycle_after)
+                                recycle_after=settings.recycle_after,
+                                store=Path(settings.store) if settings.store else None)
         finished = not report.environment.get("grader_errors")
     except Exception as exc:  # noqa: BLE001 - one submission's failure is recorded; the batch goes on
         why = str(exc) if isinstance(exc, DeepgradeError) else f"the grader failed ({said(exc)})"

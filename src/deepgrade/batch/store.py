@@ -1,8 +1,14 @@
 """Finished grades, kept by what they were computed from: a killed batch loses nothing, an unchanged
-submission is never graded twice.
+submission is never graded twice, and two notebooks whose graded code is the same are trained once.
 
-:func:`grade_key` names a grade by everything it depends on: the code the student's jail runs (the
-notebook's code cells, test cells and cells tagged ``deepgrade-skip`` left out, in order), the exercise,
+A grade has two names. :func:`grade_key`, known before anything runs, names it by the notebook as handed in
+(its code cells, test cells and cells tagged ``deepgrade-skip`` left out, in order): a batch run again finds
+its finished grades without starting a jail. :func:`submission_key`, known once the student's jail has run,
+names it by what the grade is computed from: the code that ran (the statements the graded functions need,
+as the jail reports their digest; the grader never parses a student's code), the models it built (their
+``config.json``: layers and compile settings; the weights are the grader's own), the options and the messages
+that crossed. Two students whose answers are the same but whose experiments differ share it, and the second
+is not trained again. Both keys also hold the exercise,
 the profile (the device's, when none is asked for), the seed policy and the grader's version (deepgrade's own
 code, Keras and its backend, course.yml, the autograders and the exercise's pretrained base). :class:`ResultStore` keeps one JSON file per key, written
 atomically (a temporary file renamed into place): a batch killed at any point leaves every finished grade
@@ -20,13 +26,14 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ..course import LoadedCourse
 from ..course.notebooks import runs_in_sandbox
 from ..grader.backend import grader_backend
 from ..grader.environment import PROFILE_ENV, package_version
-from ..protocol import Report
+from ..protocol import Report, Submission
 from ..sandbox.jail import has_gpu_devices
 
 FOLDER = ".deepgrade/grades"  # under the nbgrader course folder
@@ -83,14 +90,48 @@ def device_profile() -> str:
 
 def grade_key(nb, course: LoadedCourse, exercise: str, *, profile: str | None, seed: int | None) -> str:
     """The name of the grade of notebook ``nb`` (a notebook node or dict) under these settings."""
+    return _key({"code": graded_code(nb)}, course, exercise, profile, seed)
+
+
+def submission_key(submission: Submission, course: LoadedCourse, exercise: str, *, profile: str | None,
+                   seed: int | None) -> str | None:
+    """The name of the grade of a built ``submission`` (see the module's docstring); None when it cannot be named
+    (not built by a jail that reported the code it ran, or a model file that cannot be read)."""
+    if submission.code is None:
+        return None
+    models = {}
+    for entry, path in submission.models.items():
+        try:
+            with zipfile.ZipFile(path) as archive:
+                models[entry] = hashlib.sha256(archive.read("config.json")).hexdigest()
+        except (OSError, KeyError, zipfile.BadZipFile):
+            return None
+    built = {"ran": submission.code, "models": models, "errors": submission.errors, "failure": submission.failure,
+             "options": submission.options, "options_error": submission.options_error}
+    return _key({"built": built}, course, exercise, profile, seed)
+
+
+def _key(what: dict, course: LoadedCourse, exercise: str, profile: str | None, seed: int | None) -> str:
     parts = {
-        "code": graded_code(nb),
+        **what,
         "exercise": exercise,
         "profile": profile or device_profile(),
         "seed": seed_policy(seed),
         "grader": grader_version(course, exercise),
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def as_reused(report: Report, submission: Submission) -> Report:
+    """``report``, a grade of the same built submission, told of this notebook: its own jail's time, isolation
+    and cells not run."""
+    environment = {key: value for key, value in report.environment.items() if key != "notebook"}
+    environment.update(sandbox_seconds=round(submission.seconds, 2), reused_grade=True)
+    if submission.isolation is not None:
+        environment["isolation"] = submission.isolation
+    if submission.not_run or submission.notes:
+        environment["notebook"] = {"not_run": submission.not_run or "", "notes": list(submission.notes)}
+    return report.model_copy(update={"environment": environment})
 
 
 class ResultStore:
@@ -135,3 +176,30 @@ class ResultStore:
 
     def __contains__(self, key: str) -> bool:
         return self._path(key).is_file()
+
+
+class BuiltCache:
+    """The grades of built submissions (:func:`submission_key`) in a :class:`ResultStore`, under one batch's
+    settings: what :func:`deepgrade.grader.grade_notebook` asks before training. Only finished grades are
+    kept; a store that cannot be read or written is passed over (a grade is never lost for want of it)."""
+
+    def __init__(self, store: ResultStore, course: LoadedCourse, exercise: str, *, profile: str | None,
+                 seed: int | None):
+        self.store, self.course, self.exercise, self.profile, self.seed = store, course, exercise, profile, seed
+
+    def _key(self, submission: Submission) -> str | None:
+        return submission_key(submission, self.course, self.exercise, profile=self.profile, seed=self.seed)
+
+    def get(self, submission: Submission) -> Report | None:
+        key = self._key(submission)
+        found = self.store.get(key) if key else None
+        return as_reused(found, submission) if found is not None else None
+
+    def put(self, submission: Submission, report: Report) -> None:
+        key = self._key(submission)
+        if key is None or report.environment.get("grader_errors"):
+            return
+        try:
+            self.store.put(key, report)
+        except OSError:
+            pass

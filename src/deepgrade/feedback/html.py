@@ -144,6 +144,7 @@ def report_html(report: Report) -> str:
           f"{_points(report.max_score)} points ({escape(report.profile)} profile)</p>"
         + sections
         + (f"<h3>The grader's training run</h3>{plots}" if plots else "")
+        + "".join(f"<p class='dg-env'>{escape(line)}</p>" for line in report.notebook_notes())
         + (f"<p class='dg-env'>Graded with {escape(about)}.</p>" if about else "")
         + "</div>"
     )

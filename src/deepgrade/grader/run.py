@@ -11,6 +11,7 @@ student's sandbox first; ``deepgrade check`` and nbgrader both call it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -159,6 +160,8 @@ class GradingRun:
         sub = self._submission
         if sub is not None and sub.isolation is not None:
             self.environment.update(sandbox_seconds=round(sub.seconds, 2), isolation=sub.isolation)
+        if sub is not None and (sub.not_run or sub.notes):
+            self.environment["notebook"] = {"not_run": sub.not_run or "", "notes": list(sub.notes)}
         self.environment.update(seed=self.seed, grade_seconds=round(time.time() - self.started, 2))
         checks = [self.results[name] for name in self.checks if name in self.results]
         return Report(exercise=self.exercise_name, profile=self.profile_name, checks=checks,
@@ -271,12 +274,22 @@ def _base_path(course: LoadedCourse, exercise: str) -> Path:
 
 
 def student_jail(course: LoadedCourse, exercise: str):
-    """The limits and the pretrained base (or None) of ``exercise``'s student jail."""
+    """The limits, the pretrained base (or None) and the data folder of ``exercise``'s student jail: the
+    verified Fashion-MNIST files, which the notebook's stock loader reads (read-only) where graded code needs
+    them."""
     from .. import sandbox
 
     ex = course.exercise(exercise)
     limits = sandbox.Limits.of("student", **ex.sandbox.model_dump())
-    return limits, (_base_path(course, exercise) if ex.transfer else None)
+    return limits, (_base_path(course, exercise) if ex.transfer else None), _verified_data()
+
+
+@functools.cache
+def _verified_data() -> Path:
+    """The Keras cache's Fashion-MNIST folder, its four files verified (once per process)."""
+    from .data import install
+
+    return install()
 
 
 def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: Path, warm=None) -> Submission:
@@ -285,9 +298,9 @@ def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: P
     from .. import sandbox
 
     ex = course.exercise(exercise)
-    limits, base = student_jail(course, exercise)
+    limits, base, data = student_jail(course, exercise)
     return sandbox.run_notebook(Path(notebook), [ex.entry, *ex.extra_entries], out, limits, options=ex.options,
-                                base=base, warm=warm)
+                                base=base, data=data, warm=warm)
 
 
 def _import_keras():
@@ -327,7 +340,8 @@ def grade(course: LoadedCourse, exercise: str, submission: Submission, *, profil
 
 def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profile: str | None = None,
                    seed: int | None = None, only: list[str] | None = None, others: bool = False,
-                   allow_unisolated: bool | None = None, worker=None, warm=None, on_progress=None) -> Report:
+                   allow_unisolated: bool | None = None, worker=None, warm=None, on_progress=None,
+                   cache=None) -> Report:
     """Run ``notebook`` in the student's jail, then grade what it built in the grader's jail.
 
     ``others``: the notebook is someone else's (nbgrader, a class): where no jail can be made, refuse with
@@ -337,6 +351,9 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
     one is started for this grade, at once, so that it warms up while the notebook runs. ``warm``: a student
     jail already started for this exercise (:class:`deepgrade.sandbox.WarmStudent`), used once.
     ``on_progress(Progress)``: told of each stage (the sandbox, then the grader's own: load, each epoch, ...).
+    ``cache``: finished grades by what was built (``get(submission) -> Report | None``, ``put(submission,
+    report)``; a batch's :class:`deepgrade.batch.store.BuiltCache`): a submission built the same as an earlier
+    one (the same code ran, the same models) takes its grade instead of training again.
     """
     from ..protocol import Progress
     from .isolated import isolation_for
@@ -350,7 +367,13 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
             if on_progress is not None:
                 on_progress(Progress(stage="sandbox"))
             submission = build_submission(course, exercise, notebook, Path(tmp), warm)
-            return worker.grade(exercise, submission, profile=profile, seed=seed, only=only, on_progress=on_progress)
+            if cache is not None and only is None and (known := cache.get(submission)) is not None:
+                return known
+            report = worker.grade(exercise, submission, profile=profile, seed=seed, only=only,
+                                  on_progress=on_progress)
+            if cache is not None and only is None:
+                cache.put(submission, report)
+            return report
     finally:  # environment.isolation: from the submission, which the student's jail marked
         if own:
             worker.close()

@@ -7,9 +7,9 @@ the grader only ever loads the model files, itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Message(BaseModel):
@@ -42,3 +42,6 @@ class ChildResult(_Message):
     value_errors: dict[str, str] = {}  # the requested names that do not, and why
     ename: str | None = None      # the notebook itself failed (a cell raised, or it could not be read)
     message: str | None = None
+    code: str | None = None       # sha256 of the code that ran (what the graded functions need), statement by statement
+    not_run: Annotated[str, Field(max_length=2000)] | None = None  # one line: which cells did not run, and why
+    notes: Annotated[list[Annotated[str, Field(max_length=2000)]], Field(max_length=16)] = []  # errors that cost nothing

@@ -94,6 +94,12 @@ class Report(BaseModel):
     def passed(self) -> bool:
         return bool(self.checks) and all(c.passed for c in self.checks)
 
+    def notebook_notes(self) -> list[str]:
+        """What the student's jail said of the notebook: the one line naming the cells it did not run and why,
+        then any error that cost nothing (code that only may matter, a cell that is not Python)."""
+        said = self.environment.get("notebook") or {}
+        return [line for line in [said.get("not_run"), *said.get("notes", [])] if isinstance(line, str) and line]
+
     def check(self, name: str) -> CheckResult | None:
         return next((c for c in self.checks if c.name == name), None)
 

@@ -27,6 +27,9 @@ class Submission(BaseModel):
     log: str = ""
     seconds: float = 0.0
     isolation: str | None = None  # "bubblewrap", or "none (why)"; None: not built in a sandbox (a model file given)
+    code: str | None = None       # sha256 of the code the student's jail ran (what the graded functions need)
+    not_run: str | None = None    # one line: the notebook's cells that did not run, and why
+    notes: list[str] = []         # errors that cost nothing (in code that only may matter), cells not parsed
 
     @classmethod
     def of_model(cls, entry: str, path: Path, options: dict | None = None) -> "Submission":

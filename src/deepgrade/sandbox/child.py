@@ -9,6 +9,8 @@ each entry. Imports nothing of the grader.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import sys
@@ -19,10 +21,41 @@ from ..course.notebooks import runs_in_sandbox
 from ..errors import StudentCodeError, said
 from ..habits import hint_for
 from ..protocol import ChildRequest, ChildResult, Outcome, files, options_json
+from .slicing import Need, Plan, Statement, plan
 
 STARTED = time.monotonic()  # for a warm jail: how long its warm-up took (Python's start is near this)
 NOT_DONE = ("The exercise is not done yet: replace `raise NotImplementedError(...)` in {entry}() "
             "with code that builds the model and returns it.")
+MAX_NOTES = 8
+
+
+@functools.cache
+def _shell_class():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class Shell(InteractiveShell):
+        """IPython's shell with the one thing a kernel adds that notebooks use: a GUI event loop (``%matplotlib
+        inline``) that draws nowhere; a bare shell raises NotImplementedError for it, and a jail has no screen."""
+
+        def enable_gui(self, gui=None):
+            return None
+
+    return Shell
+
+
+def _shell():
+    return _shell_class().instance()
+
+
+def _raised_by_stub(exc: BaseException, entry: str) -> bool:
+    """The exception is the stub's own ``raise NotImplementedError`` in ``entry``'s body (raised there, not in
+    something it called)."""
+    if not isinstance(exc, NotImplementedError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_name == entry and tb.tb_frame.f_code.co_filename.startswith("<cell")
 
 
 def _write(result: ChildResult, models: Path | None = None) -> None:
@@ -60,9 +93,8 @@ def _call(shell, entry: str, model_out: Path, base: str | None) -> Outcome:
         else:
             model = fn()
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
-        ename = type(exc).__name__
-        advice = NOT_DONE.format(entry=entry) if ename == "NotImplementedError" else (hint_for(exc) or "")
-        return Outcome(ename=ename, message=f"{entry}() raised {said(exc)}. {advice}".rstrip())
+        advice = NOT_DONE.format(entry=entry) if _raised_by_stub(exc, entry) else (hint_for(exc) or "")
+        return Outcome(ename=type(exc).__name__, message=f"{entry}() raised {said(exc)}. {advice}".rstrip())
 
     import keras
 
@@ -138,9 +170,7 @@ def _warm_up() -> None:
     the next student's jail while the current one is graded). The notebook and the request arrive as frames."""
     import keras  # noqa: F401 - the TensorFlow start, before the notebook is known
     import nbformat  # noqa: F401
-    from IPython.core.interactiveshell import InteractiveShell
-
-    InteractiveShell.instance()
+    _shell()
     warm = time.monotonic() - STARTED
     fd = os.environ.get(files.RESULT_FD_ENV)
     if fd:  # the time limit counts this warm-up, as it counts a cold start's imports
@@ -159,12 +189,57 @@ def _warm_up() -> None:
             wanted.discard(head["name"])
 
 
+def _needed_because(need: Need, statement: Statement, exc: BaseException) -> str:
+    """``build_model() reads `num_classes`, set in cell 4, which raised ModuleNotFoundError: ...``, and what to do."""
+    entry, path = need.target, need.path
+    where = f"cell {statement.cell}"
+    if len(path) == 1:
+        what = f"{entry}() is defined in {where}, which raised {said(exc)}."
+    else:
+        verb = "set" if path[-1] in statement.defines else "changed"
+        through = f" which needs `{path[-1]}`," if path[-1] != path[1] else ""
+        what = f"{entry}() reads `{path[1]}`,{through} {verb} in {where}, which raised {said(exc)}."
+    advice = hint_for(exc, statement.source) or (
+        "The grader runs this line because the graded code needs it, in a sandbox without a network, Colab or "
+        "your files: make it run there, or set what the function needs in a cell that does.")
+    return f"{what} {advice}"
+
+
+def _run_plan(shell, the_plan: Plan) -> tuple[dict[str, Outcome], list[str]]:
+    """Run the plan's statements in notebook order in the shell's namespace. Returns, per target, why it cannot
+    be called (a statement it needs raised), and notes (a statement that may matter raised; cells not parsed)."""
+    import ast
+
+    failed: dict[str, Outcome] = {}
+    notes = [f"Cell {c.number} is not valid Python ({c.problem}); none of it ran." for c in the_plan.cells
+             if c.problem]
+    with shell.builtin_trap:
+        for statement in the_plan.statements():
+            needs = the_plan.needed_by(statement)
+            live = [n for n in needs if n.target not in failed]
+            if not live:
+                continue  # only targets that already failed need it
+            code = compile(ast.Module(body=[statement.node], type_ignores=[]), f"<cell {statement.cell}>", "exec")
+            try:
+                exec(code, shell.user_ns)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit included: a cell's exit() is its error
+                sure = {}
+                for need in live:
+                    if not need.maybe:
+                        sure.setdefault(need.target, need)
+                for target, need in sure.items():
+                    failed[target] = Outcome(ename=type(exc).__name__, message=_needed_because(need, statement, exc))
+                if not sure and len(notes) < MAX_NOTES:
+                    notes.append(f"Cell {statement.cell} raised {said(exc)}; it ran because it may set something "
+                                 f"{live[0].target}() reads, and grading went on without it.")
+    return failed, notes
+
+
 def main(argv: list[str] | None = None) -> int:
     if "--wait" in (argv or []):
         _warm_up()
     request = ChildRequest.model_validate_json(Path(files.REQUEST).read_text())
     import nbformat
-    from IPython.core.interactiveshell import InteractiveShell
 
     try:
         nb = nbformat.read(request.notebook, as_version=4)
@@ -173,33 +248,32 @@ def main(argv: list[str] | None = None) -> int:
                            message=f"The notebook could not be read as a Jupyter notebook ({said(exc)})."))
         return 1
 
-    shell = InteractiveShell.instance()
-    for number, cell in enumerate(nb.cells, start=1):
-        if not runs_in_sandbox(cell):
-            continue
-        outcome = shell.run_cell(cell.source, store_history=True)
-        exc = outcome.error_before_exec or outcome.error_in_exec
-        if exc is not None:
-            if request.keep_going:
-                continue
-            ename = type(exc).__name__
-            advice = (NOT_DONE.format(entry=request.entries[0]) if ename == "NotImplementedError" and request.entries
-                      else hint_for(exc, cell.source)
-                      or "Run the notebook from the top (Restart & Run All) and fix the first error.")
-            _write(ChildResult(ename=ename, message=f"Cell {number} of the notebook raised {said(exc)}. {advice}"))
-            return 1
+    shell = _shell()
+    failed: dict[str, Outcome] = {}
+    result = ChildResult()
+    if request.keep_going:  # a quiz: every code cell, going on after errors (each answer stands alone)
+        for cell in nb.cells:
+            if runs_in_sandbox(cell):
+                shell.run_cell(cell.source, store_history=True)
+    else:
+        sources = [(number, cell.source) for number, cell in enumerate(nb.cells, start=1) if runs_in_sandbox(cell)]
+        the_plan = plan(sources, request.entries, (request.options,) if request.options else ())
+        failed, notes = _run_plan(shell, the_plan)
+        code = hashlib.sha256(json.dumps(the_plan.code()).encode()).hexdigest()
+        result = ChildResult(code=code, not_run=the_plan.summary()[:2000], notes=[n[:2000] for n in notes])
 
     models = Path(request.models)
     models.mkdir(exist_ok=True)
     values, value_errors = _values(shell, request.values)
-    result = ChildResult(values=values, value_errors=value_errors)
+    result = result.model_copy(update={"values": values, "value_errors": value_errors})
     for entry in request.entries:
-        result = result.model_copy(update={"entries": {**result.entries, entry: _call(
-            shell, entry, models / files.model_file(entry), request.base)}})
+        outcome = failed.get(entry) or _call(shell, entry, models / files.model_file(entry), request.base)
+        result = result.model_copy(update={"entries": {**result.entries, entry: outcome}})
         _write(result, models)  # sent as it goes: a crash later keeps what was done
     if request.options:
-        result = result.model_copy(update={"options": _options(shell, request.options,
-                                                              models / files.options_file(request.options))})
+        options = (failed.get(request.options)
+                   or _options(shell, request.options, models / files.options_file(request.options)))
+        result = result.model_copy(update={"options": options})
     _write(result, models)
     return 0
 

@@ -34,6 +34,7 @@ from .policy import STUDENT, Limits
 from .running import Running
 
 WORKDIR = "/home/student"  # the child's working directory inside the jail (a size-capped tmpfs)
+DATA_SUBDIR = ".keras/datasets/fashion-mnist"  # under $HOME (= $KERAS_HOME's parent): where the stock loader looks
 
 
 def scrubbed_env(workdir: Path, tmp: str | None = None) -> dict[str, str]:
@@ -74,11 +75,15 @@ def network_isolation() -> list[str]:
 
 
 def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits = STUDENT, *,
-                 options: str | None = None, base: Path | None = None, warm: WarmStudent | None = None) -> Submission:
+                 options: str | None = None, base: Path | None = None, data: Path | None = None,
+                 warm: WarmStudent | None = None) -> Submission:
     """Run ``notebook`` then each entry function in the student's jail; copy the models into folder ``out``.
 
     ``options`` names an optional function returning training options (data, saved as JSON); ``base`` is the
-    pretrained base's folder, placed beside the notebook and given to entry functions that take an argument.
+    pretrained base's folder, placed beside the notebook and given to entry functions that take an argument;
+    ``data`` the folder of the verified Fashion-MNIST files, seen read-only where the stock loader
+    (``keras.datasets.fashion_mnist.load_data()``) finds them, so that what the graded functions read of the data
+    is there.
 
     Never raises for the student's faults: a notebook that cannot be read, raises, or runs out of time or
     memory gives a :class:`Submission` whose ``failure`` says so; an entry function that raises or returns no
@@ -93,7 +98,7 @@ def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits =
                                  isolation=label)
     request = ChildRequest(notebook=files.NOTEBOOK, models=files.MODELS, entries=entries, options=options,
                            base=files.BASE if base is not None else None)
-    with _ran(notebook, request, base, limits, isolation.ok, warm) as (ran, back):
+    with _ran(notebook, request, base, limits, isolation.ok, warm, data) as (ran, back):
         return _submission(ran, back, entries, out, limits, options, label)
 
 
@@ -127,10 +132,13 @@ def run_for_values(notebook: Path, names: list[str], limits: Limits = STUDENT) -
         return Values(result.values, result.value_errors, failure, ran.output, label)
 
 
-def _student_jail(limits: Limits, base: Path | None, given: list | None = None, *, wait: bool = False) -> jail.Jail:
+def _student_jail(limits: Limits, base: Path | None, given: list | None = None, *, wait: bool = False,
+                  data: Path | None = None) -> jail.Jail:
     """The student's jail: the child in the working folder, the course's base beside the notebook (transfer),
-    and ``given`` bound in; with ``wait``, the notebook and the request come later, on its stdin."""
-    mounts = [*(given or []), *([jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}")] if base is not None else [])]
+    the data in the Keras cache (read-only) and ``given`` bound in; with ``wait``, the notebook and the request
+    come later, on its stdin."""
+    mounts = [*(given or []), *([jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}")] if base is not None else []),
+              *([jail.Mount(Path(data), f"{WORKDIR}/{DATA_SUBDIR}")] if data is not None else [])]
     return jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child", *(["--wait"] if wait else [])],
                      cwd=WORKDIR, env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
 
@@ -147,13 +155,14 @@ class WarmStudent:
     while the batch grades the previous submission; the notebook and the request then go in on its stdin. The
     same jail, limits and binds as a jail started for the notebook, and the same time budget (see :meth:`run`)."""
 
-    def __init__(self, limits: Limits, base: Path | None):
-        self.limits, self.base = limits, base
+    def __init__(self, limits: Limits, base: Path | None, data: Path | None = None):
+        self.limits, self.base, self.data = limits, base, data
         cap = limits.return_mb * 2**20
-        self.running = _start(Running, _student_jail(limits, base, wait=True), max_frame=cap, max_total=cap)
+        self.running = _start(Running, _student_jail(limits, base, wait=True, data=data), max_frame=cap,
+                              max_total=cap)
 
-    def fits(self, limits: Limits, base: Path | None) -> bool:
-        return self.limits == limits and self.base == base and self.running.alive()
+    def fits(self, limits: Limits, base: Path | None, data: Path | None = None) -> bool:
+        return self.limits == limits and self.base == base and self.data == data and self.running.alive()
 
     def close(self) -> None:
         self.running.close()
@@ -212,7 +221,7 @@ class WarmStudent:
 
 @contextlib.contextmanager
 def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limits, jailed: bool,
-         warm: WarmStudent | None = None):
+         warm: WarmStudent | None = None, data: Path | None = None):
     """Run the child on ``request`` (in a jail when ``jailed``, else a plain subprocess); yield what ran and the
     folder of the files it sent back, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="deepgrade-student-") as tmp:
@@ -224,18 +233,18 @@ def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limit
         back = work / "back"
         back.mkdir()
         if jailed:
-            yield _run_jailed(inbox, back, base, limits, request, warm), back
+            yield _run_jailed(inbox, back, base, limits, request, warm, data), back
         else:
-            yield _run_process(inbox, back, base, limits, request), back
+            yield _run_process(inbox, back, base, limits, request, data), back
 
 
 def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, request: ChildRequest,
-                warm: WarmStudent | None = None) -> jail.Ran:
-    if warm is not None and warm.fits(limits, base):
+                warm: WarmStudent | None = None, data: Path | None = None) -> jail.Ran:
+    if warm is not None and warm.fits(limits, base, data):
         ran = warm.run(inbox)
     else:
         given = [jail.Mount(inbox / name, f"{WORKDIR}/{name}") for name in (files.NOTEBOOK, files.REQUEST)]
-        ran = _start(jail.run, _student_jail(limits, base, given))
+        ran = _start(jail.run, _student_jail(limits, base, given, data=data))
     if ran.code is not None and ran.code > 128:  # bubblewrap exits 128 + n when the child was killed by signal n
         ran = replace(ran, code=-(ran.code - 128))
     returnable = [files.model_file(entry) for entry in request.entries]
@@ -247,7 +256,8 @@ def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, requ
     return ran
 
 
-def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits, request: ChildRequest) -> jail.Ran:
+def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits, request: ChildRequest,
+                 data: Path | None = None) -> jail.Ran:
     """No jail can be made here: a subprocess with the same resource limits, a scrubbed environment and a fresh
     working directory, its own network namespace where ``unshare --net`` is allowed. Not isolated on disk."""
     for name in (files.NOTEBOOK, files.REQUEST):
@@ -255,6 +265,9 @@ def _run_process(inbox: Path, work: Path, base: Path | None, limits: Limits, req
     (work / "tmp").mkdir()
     if base is not None:
         shutil.copytree(base, work / files.BASE)
+    if data is not None:  # no jail, so no read-only view: a link to the verified files
+        (work / DATA_SUBDIR).parent.mkdir(parents=True)
+        (work / DATA_SUBDIR).symlink_to(Path(data).resolve(), target_is_directory=True)
     cmd = [*network_isolation(), sys.executable, "-m", "deepgrade.sandbox.child"]
     start = time.monotonic()
     with open(work / "tmp" / "log.txt", "w+b") as log:
@@ -326,7 +339,8 @@ def _submission(ran: jail.Ran, work: Path, entries: list[str], out: Path, limits
     elif options and not told.absent:
         options_error = _explain_failure(Outcome(), code, options, limits, text)
     return Submission(models=models, errors=errors, options=given, options_error=options_error, log=text,
-                      seconds=seconds, isolation=isolation)
+                      seconds=seconds, isolation=isolation, code=result.code, not_run=result.not_run,
+                      notes=result.notes)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
