@@ -123,6 +123,14 @@ def test_where_names_cannot_be_seen_more_runs(opaque):
     assert any(need.maybe for need in p.needed_by(statements[2]))  # its error would be a note, not a failure
 
 
+def test_a_needed_function_that_reads_names_no_one_can_see_has_every_statement_run():
+    p = plan([(1, "import keras\nUNITS = 8"), (2, "print('unrelated')"),
+              (3, "def build_model():\n    return keras.Sequential([keras.layers.Dense(globals()['UNITS'])])")],
+             ["build_model"])
+    assert [s.cell for s in p.statements()] == [1, 1, 2, 3]
+    assert all(need.maybe for need in p.needed_by(p.statements()[2]))
+
+
 def test_library_state_set_before_the_model_is_built_runs_and_is_optional():
     p = plan([(1, "import keras\nimport tensorflow as tf\nimport matplotlib.pyplot as plt"),
               (2, "keras.config.set_floatx('float32')\ntf.random.set_seed(0)\nplt.style.use('ggplot')"),

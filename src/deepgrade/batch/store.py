@@ -103,12 +103,24 @@ def submission_key(submission: Submission, course: LoadedCourse, exercise: str, 
     for entry, path in submission.models.items():
         try:
             with zipfile.ZipFile(path) as archive:
-                models[entry] = hashlib.sha256(archive.read("config.json")).hexdigest()
-        except (OSError, KeyError, zipfile.BadZipFile):
+                config = _canonical(json.loads(archive.read("config.json")), {})
+        except (OSError, KeyError, TypeError, ValueError, RecursionError, zipfile.BadZipFile):
             return None
+        models[entry] = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     built = {"ran": submission.code, "models": models, "errors": submission.errors, "failure": submission.failure,
              "options": submission.options, "options_error": submission.options_error}
     return _key({"built": built}, course, exercise, profile, seed)
+
+
+def _canonical(config, shared: dict):
+    """A model's config as the same code builds it in any process: Keras names an object shared by several layers
+    (a dtype policy) by its memory address (``shared_object_id``); numbered here in order of appearance."""
+    if isinstance(config, dict):
+        return {key: (shared.setdefault(value, len(shared)) if key == "shared_object_id" else _canonical(value, shared))
+                for key, value in config.items()}
+    if isinstance(config, list):
+        return [_canonical(value, shared) for value in config]
+    return config
 
 
 def _key(what: dict, course: LoadedCourse, exercise: str, profile: str | None, seed: int | None) -> str:

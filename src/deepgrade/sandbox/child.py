@@ -251,16 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     shell = _shell()
     failed: dict[str, Outcome] = {}
     result = ChildResult()
-    if request.keep_going:  # a quiz: every code cell, going on after errors (each answer stands alone)
-        for cell in nb.cells:
-            if runs_in_sandbox(cell):
-                shell.run_cell(cell.source, store_history=True)
-    else:
+    the_plan = None
+    if not request.keep_going:
         sources = [(number, cell.source) for number, cell in enumerate(nb.cells, start=1) if runs_in_sandbox(cell)]
-        the_plan = plan(sources, request.entries, (request.options,) if request.options else ())
+        try:
+            the_plan = plan(sources, request.entries, (request.options,) if request.options else ())
+        except Exception as exc:  # noqa: BLE001 - a notebook the analysis cannot read: every cell runs
+            result = ChildResult(notes=[f"Every cell ran: the notebook could not be analysed ({said(exc)})."])
+    if the_plan is not None:
         failed, notes = _run_plan(shell, the_plan)
         code = hashlib.sha256(json.dumps(the_plan.code()).encode()).hexdigest()
         result = ChildResult(code=code, not_run=the_plan.summary()[:2000], notes=[n[:2000] for n in notes])
+    else:  # a quiz (each answer stands alone), or no plan: every code cell, going on after errors
+        for cell in nb.cells:
+            if runs_in_sandbox(cell):
+                shell.run_cell(cell.source, store_history=True)
 
     models = Path(request.models)
     models.mkdir(exist_ok=True)

@@ -81,7 +81,7 @@ VISIBLE: tuple[Visible, ...] = (
     Visible("the notebook copy and the request (read-only), the course's pretrained base for transfer", True, False),
     Visible("a private working directory and /tmp (tmpfs, size-capped, gone with the jail)", True, True),
     Visible("the course folder (course.yml, autograders, the base) and the student's model file", False, True),
-    Visible("Fashion-MNIST (the Keras cache's four files)", False, True),
+    Visible("Fashion-MNIST (the Keras cache's four files, verified; read-only)", True, True),
     Visible("GPU device nodes (/dev/nvidia*) where present", False, True),
     Visible("network: none (own network namespace with only loopback)", True, True),
 )

@@ -203,7 +203,7 @@ def read_cell(number: int, source: str, modules: set[str] | None = None) -> Cell
     try:
         python, magic = python_of(source)
         tree = ast.parse(python)
-    except (SyntaxError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever IPython or the parser make of it, the cell is not code
         return Cell(number, [], problem=_syntax(exc))
     modules = _module_names(tree) if modules is None else modules
     lines = python.splitlines(keepends=True)
@@ -220,7 +220,7 @@ def _imports(sources: list[tuple[int, str]]) -> set[str]:
     for _, source in sources:
         try:
             names |= _module_names(ast.parse(python_of(source)[0]))
-        except (SyntaxError, ValueError):
+        except Exception:  # noqa: BLE001 - read_cell says why
             continue
     return names
 
@@ -331,7 +331,7 @@ def _statement(cell: int, node: ast.stmt, source: str, modules: set[str]) -> Sta
     module = ast.Module(body=[node], type_ignores=[])
     try:
         table = symtable.symtable(ast.unparse(module), f"<cell {cell}>", "exec")
-    except SyntaxError:  # symtable's own checks (e.g. a nonlocal at top level): nothing can be known
+    except (SyntaxError, ValueError, RecursionError):  # symtable's own checks (a nonlocal at top level): unknown
         statement.opaque = True
         return statement
     for symbol in table.get_symbols():
@@ -449,7 +449,8 @@ def plan(sources: list[tuple[int, str]], targets: list[str], optional: tuple[str
 
 def _need(result: Plan, flat: list[Statement], target: str) -> None:
     """Mark what ``target``, read after the last statement, needs. A statement that may do what cannot be seen
-    (exec, globals(), a star import: rebind or change any name, even one set again later) runs in any case."""
+    (exec, globals(), a star import: rebind or change any name, even one set again later) runs in any case; a
+    needed function that reads names no one can see (``globals()[name]``, ``eval``) has every statement run."""
     seen: set[tuple[int, bool]] = set()
     walked: set[tuple[str, int, bool]] = set()
     work: deque[tuple[str, int, tuple[str, ...], bool]] = deque([(target, len(flat), (), False)])
@@ -457,6 +458,7 @@ def _need(result: Plan, flat: list[Statement], target: str) -> None:
         if s.opaque:
             _mark(result, flat, s, i, Need(target, (target,), True), seen, work)
     unresolved = result.unresolved.setdefault(target, set())
+    everything = blind = False
     while work:
         name, before, path, maybe = work.popleft()
         if (name, before, maybe) in walked or (name, before, False) in walked:
@@ -469,12 +471,17 @@ def _need(result: Plan, flat: list[Statement], target: str) -> None:
             if name in s.defines or name in s.changes:
                 found = True
                 _mark(result, flat, s, i, Need(target, path, maybe), seen, work)
+                blind |= name in s.calls_opaque
                 if name in s.kills:
                     break
             elif name in s.state:
                 _mark(result, flat, s, i, Need(target, path, True), seen, work)
         if not found and name not in BUILTINS:
             unresolved.add(name)
+        if blind and not everything and not work:
+            everything = True
+            for i, s in enumerate(flat):
+                _mark(result, flat, s, i, Need(target, (target,), True), seen, work)
     if not unresolved:
         result.unresolved.pop(target)
 
