@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO / "tests"))
 
 def notebooks(exercise: str, folder: Path) -> dict[str, Path]:
     from conftest import real_notebook
-
     from deepgrade.course import load_course, write_submission
 
     course = load_course(REPO)

@@ -132,8 +132,11 @@ def graded(course, make_submission, tmp_path_factory):
 
     Shared by the whole run: each (exercise, answer, seed, profile) is graded once, by whichever pytest-xdist
     worker asks first (a lock file per key; the others wait and read its JSON). ``answer`` is "solution"
-    (the reference), "stub" (the released notebook) or a file of tests/submissions/<exercise>/.
+    (the reference), "stub" (the released notebook), "real:NAME" (tests/real_notebooks/NAME.ipy; its grade is
+    also kept by what was built, in the ResultStore folder ``graded.store``) or a file of
+    tests/submissions/<exercise>/.
     """
+    from deepgrade.batch.store import BuiltCache, ResultStore
     from deepgrade.grader import grade
     from deepgrade.grader.run import build_submission
     from deepgrade.grader.worker import GraderWorker
@@ -153,7 +156,9 @@ def graded(course, make_submission, tmp_path_factory):
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (here / "submission.json").is_file():
                 notebook = (course.source_notebook(exercise) if answer == "solution" else
-                            course.release_notebook(exercise) if answer == "stub" else make_submission(exercise, answer))
+                            course.release_notebook(exercise) if answer == "stub" else
+                            real_notebook(course, answer[len("real:"):], here.with_suffix(".ipynb"))
+                            if answer.startswith("real:") else make_submission(exercise, answer))
                 tmp = Path(tempfile.mkdtemp(prefix=here.name, dir=folder))
                 submission = build_submission(course, exercise, notebook, tmp)
                 relative = {k: Path(v).relative_to(tmp) for k, v in submission.models.items()}
@@ -175,11 +180,15 @@ def graded(course, make_submission, tmp_path_factory):
                     if backend not in workers:
                         workers[backend] = GraderWorker(course, backend=backend).start()
                     report = workers[backend].grade(exercise, submission, profile=profile, seed=seed)
+                if answer.startswith("real:"):  # kept by what was built, as a batch keeps it (see test_real_notebooks)
+                    BuiltCache(ResultStore(get.store), course, exercise, profile=profile, seed=seed).put(
+                        submission, report)
                 tmp = key.with_suffix(".tmp")
                 tmp.write_text(json.dumps(report.dump()))
                 tmp.rename(key.with_suffix(".json"))
         return Report.read(key.with_suffix(".json"))
 
+    get.store = folder / "store"
     yield get
     for worker in workers.values():
         worker.close()

@@ -12,6 +12,8 @@ not run. A needed cell that fails names the function, the name, the cell and the
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,56 +40,76 @@ def test_every_exercise_has_a_real_notebook_and_each_says_what_it_expects():
 
 
 @pytest.mark.parametrize("exercise", EXERCISES)
-def test_a_real_notebook_earns_full_marks_through_deepgrade_check(exercise, course, tmp_path, capsys):
-    notebook = real_notebook(course, exercise, tmp_path / f"{exercise}.ipynb")
-    code = main(["check", exercise, str(notebook), "--json", "--profile", "smoke", "--seed", str(SEED),
-                 "--course", str(REPO)])
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0 and report["score"] == report["max_score"], [c["message"] for c in report["checks"]]
-    said = report["environment"]["notebook"]
+def test_a_real_notebook_earns_full_marks_through_deepgrade_checks_library_call(exercise, graded):
+    report = graded(exercise, f"real:{exercise}", seed=SEED)
+    assert report.passed, [c.message for c in report.checks if not c.passed]
+    said = report.environment["notebook"]
     # the cells of training, plots, magics and Colab lines were not run, and the report says so in one line
     assert " not run " in said["not_run"] and "\n" not in said["not_run"], said
     assert said.get("notes", []) == []
 
 
-def test_a_needed_cell_that_fails_names_the_function_the_name_the_cell_and_the_error(course, tmp_path, capsys):
-    notebook = real_notebook(course, "mlp_needs_colab", tmp_path / "mlp.ipynb")
-    code = main(["check", "mlp", str(notebook), "--json", "--profile", "smoke", "--seed", str(SEED),
-                 "--course", str(REPO)])
-    report = json.loads(capsys.readouterr().out)
-    assert code == 1 and report["score"] == 0
-    for check in report["checks"]:
-        assert check["message"].startswith(real_expectation("mlp_needs_colab")), check["message"]
-        assert "not done yet" not in check["message"]
+def test_the_command_grades_a_real_notebook_and_prints_the_cells_it_did_not_run(course, tmp_path, capsys):
+    notebook = real_notebook(course, "mlp", tmp_path / "mlp.ipynb")
+    assert main(["check", "mlp", str(notebook), "--profile", "smoke", "--seed", str(SEED), "--course", str(REPO)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "score 5 / 5" in out
+    trained_in = [n for n, cell in enumerate(nbformat.read(notebook, as_version=4).cells, 1) if "model.fit(" in cell.source]
+    line = re.search(r"Cells ([-\d, and]+) not run and cells [-\d, and]+ run in part when grading: build_model\(\) "
+                     r"does not need the rest \(your experiments, training, plots, magics and shell lines\); the "
+                     r"grader trains the model itself\.", out)
+    assert line, out
+    listed = {n for part in re.split(r", | and ", line[1]) for n in
+              (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])}
+    assert trained_in and set(trained_in) <= listed, (trained_in, line[0])
 
 
-def test_real_notebooks_earn_full_marks_through_nbgrader_and_equal_answers_train_once(course, tmp_path):
+def test_a_needed_cell_that_fails_names_the_function_the_name_the_cell_and_the_error(graded):
+    report = graded("mlp", "real:mlp_needs_colab", seed=SEED)
+    assert report.score == 0
+    for check in report.checks:
+        assert check.message.startswith(real_expectation("mlp_needs_colab")), check.message
+        assert "not done yet" not in check.message
+
+
+def test_real_notebooks_earn_full_marks_through_nbgrader_and_equal_answers_train_once(course, graded, tmp_path):
     """One nbgrader course: dana hands in the real notebook of every exercise; erin hands in dana's MLP with
-    other experiments of her own. nbgrader's gradebook records full marks for both, and erin's grade is dana's,
-    taken from the store by what was built, not trained again."""
+    other experiments of her own. nbgrader autograde runs each notebook in the student's jail (what the graded
+    functions need) and records full marks for both.
+
+    Grades are kept by what was built (the code that ran, the models' configs): of dana's and erin's MLPs, one is
+    trained and the other takes its grade. The same holds across paths: the other exercises' real notebooks were graded by
+    `deepgrade check`'s library call (``graded``, same seed and profile), and nbgrader takes those grades from
+    the store once its own jail has built the same models; the MLP is trained by nbgrader itself."""
     out = fresh_course_folder(course, tmp_path / "course", profile="smoke", seed=SEED)
 
     def nbgrader(*args):
         proc = subprocess.run([NBGRADER, *args], cwd=out, env=tool_env(), capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        return proc.stdout + proc.stderr
 
     for exercise in EXERCISES:
         nbgrader("generate_assignment", exercise, "--force")
-        stub = f"{exercise}.ipynb"
-        real_notebook(course, exercise, out / "submitted" / "dana" / exercise / stub)
-    erin = real_notebook(course, "mlp", out / "submitted" / "erin" / "mlp" / "mlp.ipynb",
-                         extra=["%%time\nhistory = build_model().fit(x_train, y_train_1h, epochs=30)",
-                                "!ls -la\nprint('done')"])
-    assert nbformat.read(erin, as_version=4).cells != nbformat.read(
-        out / "submitted" / "dana" / "mlp" / "mlp.ipynb", as_version=4).cells
+        real_notebook(course, exercise, out / "submitted" / "dana" / exercise / f"{exercise}.ipynb")
+    real_notebook(course, "mlp", out / "submitted" / "erin" / "mlp" / "mlp.ipynb",
+                  extra=["%%time\nhistory = build_model().fit(x_train, y_train_1h, epochs=30)",
+                         "!ls -la\nprint('done')"])
+    reports = {}
     for exercise in EXERCISES:
+        if exercise != "mlp":
+            reports[exercise] = graded(exercise, f"real:{exercise}", seed=SEED)
+            shutil.copytree(graded.store, out / ".deepgrade" / "grades", dirs_exist_ok=True)
         nbgrader("autograde", exercise, "--force")
         rows = {row["student"]: row for row in gradebook(out, exercise)}
-        for student in rows:
-            assert rows[student]["score"] == rows[student]["max_score"] > 0, (exercise, rows[student])
-    dana = json.loads((out / "autograded" / "dana" / "mlp" / "mlp.deepgrade.json").read_text())
+        assert set(rows) == ({"dana", "erin"} if exercise == "mlp" else {"dana"})
+        for student, row in rows.items():
+            assert row["score"] == row["max_score"] > 0, (exercise, student, row)
+    recorded = {exercise: json.loads((out / "autograded" / "dana" / exercise / f"{exercise}.deepgrade.json").read_text())
+                for exercise in EXERCISES}
     erin = json.loads((out / "autograded" / "erin" / "mlp" / "mlp.deepgrade.json").read_text())
-    assert not dana["environment"].get("reused_grade") and erin["environment"]["reused_grade"]
-    assert erin["checks"] == dana["checks"]
-    assert erin["environment"]["notebook"]["not_run"] != dana["environment"]["notebook"]["not_run"]
+    # nbgrader trained one of the two MLPs itself (the first it graded); the other took that grade
+    assert sorted(bool(r["environment"].get("reused_grade")) for r in (erin, recorded["mlp"])) == [False, True]
+    assert erin["checks"] == recorded["mlp"]["checks"]
+    assert erin["environment"]["notebook"]["not_run"] != recorded["mlp"]["environment"]["notebook"]["not_run"]
+    for exercise, report in reports.items():
+        assert recorded[exercise]["environment"].get("reused_grade"), exercise
+        assert recorded[exercise]["checks"] == [c.model_dump(mode="json", exclude_none=True) for c in report.checks]

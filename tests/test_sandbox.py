@@ -148,3 +148,26 @@ def test_no_network_inside_the_sandbox(tmp_path):
             run(tmp_path, probe, NEEDS)
     finally:
         server.close()
+
+
+def test_not_done_yet_is_said_only_for_the_stubs_own_raise(tmp_path):
+    helper = ("import keras\ndef layers_of():\n    raise NotImplementedError('the helper is next')\n"
+              "def build_model():\n    return keras.Sequential(layers_of())")
+    with pytest.raises(StudentCodeError) as info:
+        run(tmp_path, helper)
+    assert str(info.value) == "build_model() raised NotImplementedError: the helper is next."
+    stub = "def build_model():\n    raise NotImplementedError('replace this line')"
+    with pytest.raises(StudentCodeError, match=r"not done yet: replace `raise NotImplementedError\(\.\.\.\)` in "
+                                               r"build_model\(\)"):
+        run(tmp_path, stub)
+
+
+def test_matplotlib_inline_and_cell_magics_work_in_the_jail(tmp_path):
+    from deepgrade.sandbox import run_for_values
+
+    # a quiz runs every cell: %matplotlib inline draws nowhere instead of raising NotImplementedError
+    ran = run_for_values(notebook(tmp_path, "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])",
+                                  "answer_1 = 4"), ["answer_1"])
+    assert ran.values == {"answer_1": 4} and ran.failure is None, ran.log[-2000:]
+    # an exercise: the body of a %%time cell is code, and a magic whose result is needed runs
+    run(tmp_path, "%%time\nimport keras\nNEEDED = %env HOME", NEEDS.replace("import keras\n", ""))
