@@ -133,10 +133,10 @@ def graded(course, make_submission, tmp_path_factory):
     Shared by the whole run: each (exercise, answer, seed, profile) is graded once, by whichever pytest-xdist
     worker asks first (a lock file per key; the others wait and read its JSON). ``answer`` is "solution"
     (the reference), "stub" (the released notebook), "real:NAME" (tests/real_notebooks/NAME.ipy; its grade is
-    also kept by what was built, in the ResultStore folder ``graded.store``) or a file of
+    also kept by what was built, in the store folder ``graded.store``) or a file of
     tests/submissions/<exercise>/.
     """
-    from deepgrade.batch.store import BuiltCache, ResultStore
+    from deepgrade.batch.store import BuiltCache
     from deepgrade.grader import grade
     from deepgrade.grader.run import build_submission
     from deepgrade.grader.worker import GraderWorker
@@ -181,7 +181,7 @@ def graded(course, make_submission, tmp_path_factory):
                         workers[backend] = GraderWorker(course, backend=backend).start()
                     report = workers[backend].grade(exercise, submission, profile=profile, seed=seed)
                 if answer.startswith("real:"):  # kept by what was built, as a batch keeps it (see test_real_notebooks)
-                    BuiltCache(ResultStore(get.store), course, exercise, profile=profile, seed=seed).put(
+                    BuiltCache(get.store, course, exercise, profile=profile, seed=seed).put(
                         submission, report)
                 tmp = key.with_suffix(".tmp")
                 tmp.write_text(json.dumps(report.dump()))

@@ -1,7 +1,8 @@
 """A saboteur in an nbgrader class: ``nbgrader autograde`` for real, on a class of three for the ``mlp`` exercise.
 
 alice and zoe hand in the reference answer (solutions/mlp/mlp.ipynb's build_model cell in the released stub);
-mallory, graded between them, hands in a valid model too, but her build_model cell first tries to
+mallory, graded between them, hands in a valid model too, but her build_model cell carries a decorator (code
+the grader runs, since build_model() needs it) that first tries to
 
 (a) truncate gradebook.db, looked for by walking up from her working folder, in /proc/<pid>/cwd and
     /proc/<pid>/root<course> of every process she can see, and at the course folder's absolute path;
@@ -84,12 +85,15 @@ def sabotage():
                 except OSError:
                     pass
 
-for step in (sabotage, lambda: orphan(TAG)):  # (c) a detached grandchild
-    try:
-        step()
-    except Exception:
-        pass
+def sabotaged(build):  # a decorator: grading runs it, since build_model() needs it (it runs when defined)
+    for step in (sabotage, lambda: orphan(TAG)):  # (c) a detached grandchild
+        try:
+            step()
+        except Exception:
+            pass
+    return build
 
+@sabotaged
 '''
 
 
@@ -204,7 +208,7 @@ def test_saboteur_control_without_a_jail_the_attack_lands(tmp_path, monkeypatch)
     source = SABOTAGE.format(canary=canary, mark=mark, course=str(folder / "elsewhere"), tag=tag)
     path = tmp_path / "mallory.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        source + "import keras\nfrom keras import layers\n" + solution_answer())]), path)
+        "import keras\nfrom keras import layers\n" + source + solution_answer())]), path)
     monkeypatch.chdir(folder)  # this process's /proc/<pid>/cwd: the way in, without a jail
     monkeypatch.setenv("DEEPGRADE_BWRAP", "off")
     try:

@@ -123,7 +123,7 @@ def test_one_grader_run_serves_every_check_cell(monkeypatch):
 
 def test_cnn_cells_check_both_functions():
     """The strided checks receive build_strided_model's model, not build_model's."""
-    nb = nbformat.read(REPO / "solutions" / "cnn" / "cnn.ipynb", as_version=4)
+    nb = _without_try_it(nbformat.read(REPO / "solutions" / "cnn" / "cnn.ipynb", as_version=4))
     cell(nb, "accuracy").source = "pass  # trained in test_cnn.py; here only the other cells"
     run(nb, REPO / "solutions" / "cnn")
     out = _verdicts(nb)
@@ -132,8 +132,17 @@ def test_cnn_cells_check_both_functions():
     assert out["output_shapes"].startswith("PASS output_shapes")
 
 
+def _without_try_it(nb):
+    """The notebook without its "Try it" section (the student's own training: the mlp solution's runs in
+    test_solution_notebook_passes_its_own_test_cells; here only the check cells matter)."""
+    kept = [c for c in nb.cells if not c.get("id", "").startswith("try-it")]
+    assert len(kept) < len(nb.cells), "expected the notebook's Try it section (cells try-it-N)"
+    nb.cells = kept
+    return nb
+
+
 def _cells_without(path, skipped):
-    nb = nbformat.read(path, as_version=4)
+    nb = _without_try_it(nbformat.read(path, as_version=4))
     for cell in nb.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") in skipped:
             cell.source = "pass  # graded end to end in tests/test_<exercise>.py; here only the other cells"

@@ -122,13 +122,13 @@ def grade_here(course, exercise: str, notebook: Path, *, profile: str | None, se
     these settings takes that grade (:class:`~.store.BuiltCache`)."""
     from ..grader.isolated import isolation_for
     from ..grader.run import grade_notebook
-    from .store import BuiltCache, ResultStore
+    from .store import BuiltCache
 
     jailed = isolation_for(course, others=True, allow_unisolated=allow_unisolated).ok
     worker = worker_for(course, jailed=jailed, threads=threads, recycle_after=recycle_after)
     student = student_for(course, exercise) if jailed else None
     try:
-        cache = (BuiltCache(ResultStore(store), course, exercise, profile=profile, seed=seed)
+        cache = (BuiltCache(store, course, exercise, profile=profile, seed=seed)
                  if store is not None else None)
         return grade_notebook(course, exercise, notebook, profile=profile, seed=seed, others=True,
                               allow_unisolated=allow_unisolated, worker=worker, warm=student, cache=cache)

@@ -37,6 +37,7 @@ from ..protocol import Report, Submission
 from ..sandbox.jail import has_gpu_devices
 
 FOLDER = ".deepgrade/grades"  # under the nbgrader course folder
+BUILT = "built"  # under FOLDER: the grades by what the student's jail built (BuiltCache)
 
 
 def seed_policy(seed: int | None) -> str:
@@ -191,13 +192,15 @@ class ResultStore:
 
 
 class BuiltCache:
-    """The grades of built submissions (:func:`submission_key`) in a :class:`ResultStore`, under one batch's
-    settings: what :func:`deepgrade.grader.grade_notebook` asks before training. Only finished grades are
-    kept; a store that cannot be read or written is passed over (a grade is never lost for want of it)."""
+    """The grades of built submissions (:func:`submission_key`), kept in the ``built/`` part of the store in
+    ``folder`` (beside the grades by notebook), under one batch's settings: what
+    :func:`deepgrade.grader.grade_notebook` asks before training. Only finished grades are kept; a store that
+    cannot be read or written is passed over (a grade is never lost for want of it)."""
 
-    def __init__(self, store: ResultStore, course: LoadedCourse, exercise: str, *, profile: str | None,
+    def __init__(self, folder: Path, course: LoadedCourse, exercise: str, *, profile: str | None,
                  seed: int | None):
-        self.store, self.course, self.exercise, self.profile, self.seed = store, course, exercise, profile, seed
+        self.store = ResultStore(Path(folder) / BUILT)
+        self.course, self.exercise, self.profile, self.seed = course, exercise, profile, seed
 
     def _key(self, submission: Submission) -> str | None:
         return submission_key(submission, self.course, self.exercise, profile=self.profile, seed=self.seed)

@@ -209,7 +209,11 @@ def _run_plan(shell, the_plan: Plan) -> tuple[dict[str, Outcome], list[str]]:
     """Run the plan's statements in notebook order in the shell's namespace. Returns, per target, why it cannot
     be called (a statement it needs raised), and notes (a statement that may matter raised; cells not parsed)."""
     import ast
+    import linecache
 
+    for cell in the_plan.cells:  # tracebacks (and the hints read from them) show the student's lines, as IPython's
+        name = f"<cell {cell.number}>"
+        linecache.cache[name] = (len(cell.python), None, cell.python.splitlines(keepends=True), name)
     failed: dict[str, Outcome] = {}
     notes = [f"Cell {c.number} is not valid Python ({c.problem}); none of it ran." for c in the_plan.cells
              if c.problem]

@@ -86,6 +86,7 @@ class Cell:
     statements: list[Statement]
     problem: str | None = None   # why none of it can run (not valid Python)
     magic: str | None = None     # the cell magic whose body is its code (``time`` for ``%%time``)
+    python: str = ""             # its code as Python (what the statements' line numbers refer to)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def read_cell(number: int, source: str, modules: set[str] | None = None) -> Cell
     for node in tree.body:
         text = "".join(lines[node.lineno - 1 - len(getattr(node, "decorator_list", [])):node.end_lineno])
         statements.append(_statement(number, node, text, modules))
-    return Cell(number, statements, magic=magic)
+    return Cell(number, statements, magic=magic, python=python)
 
 
 def _imports(sources: list[tuple[int, str]]) -> set[str]:
