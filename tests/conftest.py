@@ -124,7 +124,8 @@ def by_name(report):
 
 @pytest.fixture(scope="session")
 def graded(course, make_submission, tmp_path_factory):
-    """graded(exercise, answer, seed=1, profile="smoke", backend="tensorflow") -> the Report of a real grade: the
+    """graded(exercise, answer, seed=1, profile="smoke", backend="tensorflow", retry=True) -> the Report of a real
+    grade (``retry=False``: one training only, as calibration measures it): the
     answer's notebook run in the student's jail (on TensorFlow), every check graded by the trusted grader (on
     TensorFlow in this worker, sparing a second TensorFlow start per grade; the grader's own jail is tested end to
     end in test_grading, test_nbgrader and the attacks; on another backend by a grader worker in its jail, one
@@ -167,19 +168,21 @@ def graded(course, make_submission, tmp_path_factory):
         submission = Submission.model_validate_json((here / "submission.json").read_text())
         return submission.model_copy(update={"models": {k: here / v for k, v in submission.models.items()}})
 
-    def get(exercise: str, answer: str, seed: int = 1, profile: str = "smoke", backend: str = "tensorflow"):
+    def get(exercise: str, answer: str, seed: int = 1, profile: str = "smoke", backend: str = "tensorflow",
+            retry: bool = True):
         name = re.sub(r"[^A-Za-z0-9_]+", "_", answer)  # "../mlp/logistic": a baseline another exercise's folder holds
-        key = folder / (f"{exercise}-{name}-{profile}-{seed}" + ("" if backend == "tensorflow" else f"-{backend}"))
+        key = folder / (f"{exercise}-{name}-{profile}-{seed}" + ("" if backend == "tensorflow" else f"-{backend}")
+                        + ("" if retry else "-once"))
         with open(key.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not key.with_suffix(".json").is_file():
                 submission = built(exercise, answer)
                 if backend == "tensorflow":
-                    report = grade(course, exercise, submission, profile=profile, seed=seed)
+                    report = grade(course, exercise, submission, profile=profile, seed=seed, retry=retry)
                 else:
                     if backend not in workers:
                         workers[backend] = GraderWorker(course, backend=backend).start()
-                    report = workers[backend].grade(exercise, submission, profile=profile, seed=seed)
+                    report = workers[backend].grade(exercise, submission, profile=profile, seed=seed, retry=retry)
                 if answer.startswith("real:"):  # kept by what was built, as a batch keeps it (see test_real_notebooks)
                     BuiltCache(get.store, course, exercise, profile=profile, seed=seed).put(
                         submission, report)

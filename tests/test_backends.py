@@ -51,15 +51,23 @@ def outcome(report) -> dict[str, bool]:
     return {c.name: c.passed for c in report.checks}
 
 
+def first_training(report) -> dict[str, bool]:
+    """What each check gave on the grade's first training: a check the retry rule trained again had failed it."""
+    retried = set(report.environment.get("retry", {}).get("because", []))
+    return {name: passed and name not in retried for name, passed in outcome(report).items()}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("exercise", EXERCISES)
 def test_the_grader_on_jax_agrees_with_tensorflow(exercise, graded, course):
+    """One training per grade on JAX (as calibration measures it), against the first training on TensorFlow (the
+    grades other tests share): the retry rule is the same code on every backend (test_retry)."""
     for answer, model in answers(course, exercise).items():
-        on_tf, on_jax = graded(exercise, answer), graded(exercise, answer, backend="jax")
+        on_tf, on_jax = graded(exercise, answer), graded(exercise, answer, backend="jax", retry=False)
         assert on_tf.environment["backend"] == "tensorflow" and on_jax.environment["backend"] == "jax"
         assert "jax" in on_jax.environment["versions"] and on_jax.environment["seed"] == on_tf.environment["seed"]
         said = {c.name: c.message for c in on_jax.checks}
-        assert outcome(on_jax) == outcome(on_tf), (answer, said, {c.name: c.message for c in on_tf.checks})
+        assert outcome(on_jax) == first_training(on_tf), (answer, said, {c.name: c.message for c in on_tf.checks})
         if answer == "solution":
             assert all(outcome(on_jax).values()), said
             assert (on_jax.environment["trained_by"], on_tf.environment["trained_by"]) == ("fastfit", "fit")

@@ -11,6 +11,7 @@ not run. A needed cell that fails names the function, the name, the cell and the
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -22,7 +23,6 @@ import nbformat
 import pytest
 
 from conftest import REPO, real_expectation, real_notebook
-from deepgrade.cli import main
 from deepgrade.demo import fresh_course_folder, gradebook, tool_env
 
 EXERCISES = ["mlp", "cnn", "rnn", "regularization", "transfer"]
@@ -49,19 +49,34 @@ def test_a_real_notebook_earns_full_marks_through_deepgrade_checks_library_call(
     assert said.get("notes", []) == []
 
 
-def test_the_command_grades_a_real_notebook_and_prints_the_cells_it_did_not_run(course, tmp_path, capsys):
+def test_every_feedback_says_in_one_line_which_cells_did_not_run(course, graded, tmp_path):
+    """The check table (`deepgrade check`), the feedback page and the nbgrader test cells say it, and the cells
+    it names include the one that trained for 10 epochs."""
+    from rich.console import Console
+
+    from deepgrade.cli import render
+    from deepgrade.feedback.html import report_html
+    from deepgrade.nbgrader_ext import fill_test_cells
+
+    report = graded("mlp", "real:mlp", seed=SEED)
+    line = report.notebook_notes()[0]
+    console = Console(record=True, width=400)
+    render(report, console)
+    assert line in console.export_text()
+    assert html.escape(line, quote=True) in report_html(report)
     notebook = real_notebook(course, "mlp", tmp_path / "mlp.ipynb")
-    assert main(["check", "mlp", str(notebook), "--profile", "smoke", "--seed", str(SEED), "--course", str(REPO)]) == 0
-    out = " ".join(capsys.readouterr().out.split())
-    assert "score 5 / 5" in out
-    trained_in = [n for n, cell in enumerate(nbformat.read(notebook, as_version=4).cells, 1) if "model.fit(" in cell.source]
-    line = re.search(r"Cells ([-\d, and]+) not run and cells [-\d, and]+ run in part when grading: build_model\(\) "
-                     r"does not need the rest \(your experiments, training, plots, magics and shell lines\); the "
-                     r"grader trains the model itself\.", out)
-    assert line, out
-    listed = {n for part in re.split(r", | and ", line[1]) for n in
+    nb = nbformat.read(notebook, as_version=4)
+    fill_test_cells(nb, report)
+    first = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    assert any(line in o.get("text", "") for o in first.outputs), first.outputs
+    trained_in = [n for n, cell in enumerate(nb.cells, 1) if "model.fit(" in cell.source and "def " not in cell.source]
+    said = re.fullmatch(r"Cells ([-\d, and]+) not run and cells [-\d, and]+ run in part when grading: build_model\(\) "
+                        r"does not need the rest \(your experiments, training, plots, magics and shell lines\); the "
+                        r"grader trains the model itself\.", line)
+    assert said, line
+    listed = {n for part in re.split(r", | and ", said[1]) for n in
               (range(int(part.split("-")[0]), int(part.split("-")[1]) + 1) if "-" in part else [int(part)])}
-    assert trained_in and set(trained_in) <= listed, (trained_in, line[0])
+    assert trained_in and set(trained_in) <= listed, (trained_in, line)
 
 
 def test_a_needed_cell_that_fails_names_the_function_the_name_the_cell_and_the_error(graded):

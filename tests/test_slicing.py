@@ -141,6 +141,15 @@ def test_library_state_set_before_the_model_is_built_runs_and_is_optional():
     assert all(need.maybe for need in p.needed_by(p.statements()[1]))
 
 
+def test_a_library_patched_through_an_alias_runs_and_is_optional():
+    p = plan([(1, "import keras\nimport keras as k\nimport numpy as np"),
+              (2, "k.Model.count_params = lambda self: 269322\nnp.set_printoptions(precision=3)"),
+              (3, "def build_model():\n    return keras.Sequential([keras.layers.Dense(10)])")], ["build_model"])
+    patch = next(s for s in p.statements() if s.cell == 2)
+    assert patch.source.startswith("k.Model.count_params") and all(n.maybe for n in p.needed_by(patch))
+    assert [s.source.strip() for s in p.statements() if s.cell == 1] == ["import keras", "import keras as k"]
+
+
 def test_each_entry_and_the_options_function_get_their_own_needs():
     p = plan([(1, "import keras\nA = 1\nB = 2\nPATIENCE = 3"),
               (2, "def build_model():\n    return keras.Sequential([keras.layers.Dense(A)])"),

@@ -76,12 +76,12 @@ def _worker_key(course, jailed: bool, threads: int | None, recycle_after: int) -
 
 
 def worker_for(course, *, jailed: bool, threads: int | None = None, recycle_after: int = 200):
-    """This process's persistent trusted grader for ``course`` (started on first use, kept warm)."""
+    """This process's persistent trusted grader for ``course`` (started when it first grades, kept warm)."""
     from ..grader.worker import GraderWorker
 
     key = _worker_key(course, jailed, threads, recycle_after)
     if key not in _WORKERS:
-        _WORKERS[key] = GraderWorker(course, jailed=jailed, threads=threads, recycle_after=recycle_after).start()
+        _WORKERS[key] = GraderWorker(course, jailed=jailed, threads=threads, recycle_after=recycle_after)
     return _WORKERS[key]
 
 

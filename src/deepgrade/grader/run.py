@@ -361,7 +361,9 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
 
     isolation = isolation_for(course, others=others, allow_unisolated=allow_unisolated)
     own = worker is None
-    worker = (worker or GraderWorker(course, jailed=isolation.ok)).start()
+    worker = worker or GraderWorker(course, jailed=isolation.ok)
+    if cache is None:  # it warms up while the notebook runs; with a cache, only once the grade is not found there
+        worker.start()
     try:
         with tempfile.TemporaryDirectory(prefix="deepgrade-models-") as tmp:
             if on_progress is not None:

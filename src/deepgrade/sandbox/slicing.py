@@ -16,7 +16,8 @@ and walks back from the names the grader reads at the end (the entry functions, 
   ``vars()``/``locals()``/``setattr`` and calls of functions that use them may bind or change any name, so
   each one runs, wherever it stands ("maybe needed": its error is a note, not a failure); so do calls that set a
   library's global state (``keras.config.set_floatx``, ``tf.random.set_seed``: a name beginning ``set_``,
-  ``enable_`` or ``disable_``) before a read of that module.
+  ``enable_`` or ``disable_``) before a read of that module, and assignments to a module's attributes
+  (``keras.Model.count_params = ...``: a library patched) before a read of any module.
 
 Magics and shell lines define no names (IPython runs them as calls), so they run only when a needed statement
 assigns their result (``files = !ls``). Nothing here runs the student's code: it reads source text, and runs
@@ -345,7 +346,10 @@ def _statement(cell: int, node: ast.stmt, source: str, modules: set[str]) -> Sta
         _scope(child, statement, now=_runs_now(child))
     effects = _Effects(modules)
     effects.visit(node)
-    statement.changes |= effects.changes
+    patched = effects.changes & modules  # `keras.Model.fit = ...`, `plt.rcParams[...] = ...`: a library's state,
+    if patched:  # reached through any of the notebook's modules (`import keras as k` is keras too)
+        effects.state |= modules
+    statement.changes |= effects.changes - patched
     statement.state |= effects.state
     statement.opaque = effects.opaque
     # the functions it defines: what each sets or changes among the globals when it is called
