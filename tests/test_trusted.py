@@ -122,8 +122,11 @@ def test_one_hot_loss_is_supported(tmp_path):
     assert result.compiled_by == "student" and result.test_accuracy > 0.5
 
 
-def test_unusable_loss_is_the_students_error(tmp_path):
+def test_unusable_compile_settings_are_the_students_error(tmp_path):
     model = small()
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.compile(optimizer="adam", loss="ctc")  # scores label sequences: no labels of one class per image fit it
+    with pytest.raises(StudentCodeError, match=r"^Expected a classification loss.*Received: loss='ctc'"):
+        train_and_evaluate(load_model(saved(model, tmp_path)), TINY, Compile(), seed=1)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["mse"])  # mse of class indices
     with pytest.raises(StudentCodeError, match=r"Training failed with the model's compile settings"):
         train_and_evaluate(load_model(saved(model, tmp_path)), TINY, Compile(), seed=1)

@@ -30,6 +30,7 @@ import pytest
 
 from ..errors import DeepgradeError, GraderError, StudentCodeError, first_line
 from ..protocol import CheckResult, Submission, parse_options
+from .labels import ACCURACY_KEYS as LABELS_ACCURACY_KEYS
 from .progress import emit
 from .run import RUN, GradingRun, check_name
 
@@ -219,7 +220,7 @@ def training(model, grading: GradingRun, train, fit_options, task, request: pyte
     return result
 
 
-ACCURACY_KEYS = ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy")
+ACCURACY_KEYS = LABELS_ACCURACY_KEYS  # the grader names it "accuracy" (labels.follow_labels); older spellings too
 
 
 def curves_of(result, task):

@@ -27,8 +27,13 @@ def epochs_callback(total: int, first: int = 0, what: str = ""):
     """A Keras callback that emits ``train`` after each epoch (epoch ``first + n`` of ``total``)."""
     import keras
 
-    def done(epoch, logs):
-        shown = {k: float(v) for k, v in (logs or {}).items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    from .labels import history_key
+
+    def done(epoch, logs):  # the accuracy under the grader's name, however the model's metric spells it
+        shown: dict[str, float] = {}
+        for key, value in (logs or {}).items():
+            if history_key(key) in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                shown.setdefault(history_key(key), float(value))  # the first of two spellings wins
         emit("train", epoch=first + epoch + 1, epochs=total, what=what, metrics=shown)
 
     return keras.callbacks.LambdaCallback(on_epoch_end=done)

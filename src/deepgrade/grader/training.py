@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..course import Compile, Profile
-from ..errors import StudentCodeError, first_line
+from ..errors import DeepgradeError, StudentCodeError, first_line
 from ..protocol import FitOptions
+from .labels import follow_labels, history_key, label_form, metric_names, wants_one_hot
+from .labels import targets as label_targets
 from .loading import NUM_CLASSES
 
 
@@ -109,10 +111,15 @@ EXECUTION = {"run_eagerly": False, "steps_per_execution": 1, "jit_compile": "aut
 
 def _compile_like(fresh, model, defaults: Compile) -> str:
     """Compile ``fresh`` with ``model``'s compile settings (the grader's :data:`EXECUTION` settings), or the course
-    defaults; say whose they were."""
+    defaults; say whose they were. The metrics follow the labels the loss takes (:func:`.labels.follow_labels`);
+    StudentCodeError for a loss that cannot train a classifier (:func:`.labels.label_form`)."""
     compile_config = model.get_compile_config() if getattr(model, "compiled", False) else None
     if compile_config:
-        fresh.compile_from_config({**compile_config, **EXECUTION})
+        config = {**compile_config, **EXECUTION}
+        fresh.compile_from_config(config)
+        _metrics_follow_labels(fresh, config.get("metrics"), config.get("weighted_metrics"),
+                               lambda metrics, weighted: fresh.compile_from_config(
+                                   {**config, "metrics": metrics, "weighted_metrics": weighted}))
         return "student"
     _compile_defaults(fresh, defaults)
     return "course"
@@ -124,14 +131,33 @@ def _compile_defaults(model, defaults: Compile) -> None:
     optimizer = keras.optimizers.get(defaults.optimizer)
     if defaults.learning_rate is not None:
         optimizer.learning_rate = defaults.learning_rate
-    model.compile(optimizer=optimizer, loss=defaults.loss, metrics=list(defaults.metrics))
+
+    def compile_with(metrics, weighted=None):
+        model.compile(optimizer=optimizer, loss=defaults.loss, metrics=_deserialized(metrics))
+
+    compile_with(list(defaults.metrics))
+    _metrics_follow_labels(model, list(defaults.metrics), None, compile_with)
+
+
+def _metrics_follow_labels(model, metrics, weighted, compile_with) -> None:
+    """Compile ``model`` again (``compile_with(metrics, weighted_metrics)``) when its metrics must change to follow
+    the labels its loss takes (this also refuses a loss no classifier trains with)."""
+    form = label_form(model)
+    followed, followed_weighted = follow_labels(metrics, form), follow_labels(weighted, form, canonical=False)
+    if (followed, followed_weighted) != (metrics, weighted):
+        compile_with(followed, followed_weighted)
+
+
+def _deserialized(metrics):
+    """A list of metric names and serialized metrics as ``compile()`` takes it."""
+    import keras
+
+    return [keras.metrics.get(m) if isinstance(m, dict) else m for m in metrics]
 
 
 def _wants_one_hot(model) -> bool:
-    loss = model.loss
-    name = loss if isinstance(loss, str) else getattr(loss, "name", type(loss).__name__)
-    name = str(name).lower()
-    return "categorical" in name and "sparse" not in name
+    """Whether ``model``'s compiled loss takes one-hot labels (:func:`.labels.label_form`)."""
+    return wants_one_hot(model)
 
 
 FASTFIT_ENV = "DEEPGRADE_FASTFIT"  # "0": plain model.fit; default: the fast path on the JAX backend
@@ -244,8 +270,6 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
     With ``warmup``, the profile's first ``warmup.epochs`` epochs train the head with the base frozen (see Warmup).
     ``what`` names this training in the progress it reports (a check that trains twice tells them apart).
     """
-    import keras
-
     from .progress import emit, epochs_callback
 
     seed_everything(seed)
@@ -258,12 +282,12 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         val, keep = np.sort(held[:n_val]), np.sort(held[n_val:])
         x, y, x_val, y_val = x[keep], y[keep], x[val], y[val]
         x_mon, y_mon, monitored_on = x_val, y_val, f"the {len(val):,} images fit_options() held out for validation"
-    callbacks = [keras.callbacks.EarlyStopping(**options.early_stopping.model_dump())] if options.early_stopping else []
 
-    fresh, compiled_by = _fresh_copy(model, defaults, prepare)
+    fresh, compiled_by = _fresh_copy(model, defaults, prepare)  # refuses a loss no classifier trains with
+    callbacks = [_early_stopping(options.early_stopping, fresh)] if options.early_stopping else []
 
-    def targets(labels):  # as the loss the model is compiled with now expects them
-        return np.eye(task.num_classes, dtype="float32")[labels] if _wants_one_hot(fresh) else labels
+    def targets(labels):  # as the loss the model is compiled with now takes them (the warm-up's may differ)
+        return label_targets(labels, label_form(fresh), task.num_classes)
 
     warm = min(warmup.epochs, profile.epochs - 1) if warmup is not None else 0
     frozen = warmup.frozen(fresh) if warm > 0 else None  # a missing base is the student's, said by find_base
@@ -277,13 +301,15 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
             first, method = _fit(fresh, x, targets(y), epochs=warm, batch_size=profile.batch_size,
                                  validation_data=(x_mon, targets(y_mon)),
                                  callbacks=[epochs_callback(profile.epochs, what=what)], seed=seed)
-            _extend(curves, first)
+            _extend(curves, _canonical(first))
             for layer, flag in flags:  # outermost first: setting it re-sets its sublayers, restored after it
                 layer.trainable = flag
             _compile_like(fresh, model, defaults)
         history, method = _fit(fresh, x, targets(y), epochs=profile.epochs - warm, batch_size=profile.batch_size,
                                callbacks=[*callbacks, epochs_callback(profile.epochs, warm, what)],
                                validation_data=(x_mon, targets(y_mon)), seed=seed + 3)
+    except DeepgradeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - a student's compile settings can make fit fail
         raise StudentCodeError(
             f"Training failed with the model's compile settings ({type(exc).__name__}: {first_line(exc)}). "
@@ -291,12 +317,10 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
             "uncompiled to use the course defaults."
         ) from None
     seconds = time.monotonic() - start
+    history = _canonical(history)
     _extend(curves, history)
     if options.early_stopping and options.early_stopping.monitor not in history:
-        raise StudentCodeError(
-            f"Early stopping monitors {options.early_stopping.monitor!r}, which training did not report: expected "
-            f"one of {sorted(history)}. "
-            "Monitor 'val_loss', or compile with metrics=['accuracy'].")
+        raise _not_reported(options.early_stopping.monitor, history)
     losses = history.get("loss", [float("nan")])
     emit("evaluate", what=what)
     start = time.monotonic()
@@ -320,6 +344,38 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
         monitored_on=monitored_on,
         method=method,
     )
+
+
+def _early_stopping(early, model):
+    """keras.callbacks.EarlyStopping as ``early`` asks for it, on the key ``model``'s history will report for
+    its monitor (``val_acc`` for 'val_accuracy' when the model's accuracy is called "acc"); StudentCodeError,
+    before any training, when it reports none."""
+    import keras
+
+    monitor = early.monitor
+    prefix = "val_" if monitor.startswith("val_") else ""
+    names = ["loss", *metric_names(model)]
+    found = next((name for name in names if history_key(name) == history_key(monitor.removeprefix(prefix))), None)
+    if found is None:
+        raise _not_reported(monitor, [key for name in names for key in (name, f"val_{name}")])
+    return keras.callbacks.EarlyStopping(**{**early.model_dump(), "monitor": prefix + found},
+                                         mode="min" if found == "loss" else "max")
+
+
+def _not_reported(monitor: str, keys) -> StudentCodeError:
+    return StudentCodeError(
+        f"Early stopping monitors {monitor!r}, which training did not report: expected one of {sorted(keys)}. "
+        "Monitor 'val_loss', or compile with metrics=['accuracy'].")
+
+
+def _canonical(history: dict) -> dict:
+    """``history`` with its accuracy under the grader's name, ``accuracy`` and ``val_accuracy``, however Keras
+    spelled it ("acc", "sparse_categorical_accuracy", ...), unless a key already has that name."""
+    renamed = dict(history)
+    for key in history:
+        if history_key(key) != key and history_key(key) not in renamed:
+            renamed[history_key(key)] = renamed.pop(key)
+    return renamed
 
 
 def _extend(curves: dict[str, list], history: dict) -> None:
