@@ -289,18 +289,6 @@ def test_progress_shows_the_accuracy_however_it_is_spelled(monkeypatch):
     assert seen[0].metrics == {"loss": 1.0, "accuracy": 0.5, "val_accuracy": 0.4, "val_loss": 1.2}
 
 
-def test_the_feedback_plots_read_any_spelling_of_the_accuracy():
-    from deepgrade.feedback.plots import training_curves
-    from deepgrade.protocol import Curves
-
-    def drawn(history):
-        return training_curves(Curves(history=history, confusion=[[1, 0], [0, 1]], classes=["a", "b"]))
-
-    loss = {"loss": [1.0, 0.8], "val_loss": [1.1, 0.9]}
-    assert drawn({**loss, "acc": [0.5, 0.6], "val_acc": [0.4, 0.5]}) == drawn(
-        {**loss, "accuracy": [0.5, 0.6], "val_accuracy": [0.4, 0.5]}) != drawn(loss)
-
-
 # -- real training on Fashion-MNIST ---------------------------------------------------------------------------
 
 SHORT = Profile(train_size=600, epochs=4, batch_size=32)

@@ -31,11 +31,7 @@ def _pyplot():
 
 def training_curves(curves: Curves) -> bytes | None:
     """Accuracy and loss per epoch, training beside validation."""
-    from ..grader.labels import history_key
-
-    history: dict = {}  # "loss", "accuracy" and their "val_" twins (the grader names them so; "acc" is read too)
-    for key, values in curves.history.items():
-        history.setdefault(history_key(key), values)
+    history = curves.history  # "loss", "accuracy" and their "val_" twins (the grader names them so)
     panels = [(title, history.get(title), history.get(f"val_{title}")) for title in ("accuracy", "loss")]
     panels = [p for p in panels if p[1] or p[2]]
     if not panels:
