@@ -3,8 +3,8 @@
 Grading one submission is one function, :func:`grade_job` (a notebook in, a report out), mapped over the
 submissions with ``client.submit`` and consumed with ``as_completed``; the pool and the gradebook writer
 are around it, never inside it. Each Dask worker process keeps one persistent trusted grader
-(:class:`~deepgrade.grader.worker.GraderWorker`: Keras imported and the data loaded once) and gives every
-submission a fresh student jail. The default pool is a ``distributed.LocalCluster`` of worker processes,
+(:class:`~deepgrade.grader.worker.GraderWorker`: Keras imported and the data loaded once) and one warm
+student jail that forks a fresh process for every submission (:mod:`deepgrade.sandbox.warm`). The default pool is a ``distributed.LocalCluster`` of worker processes,
 one per core; ``scheduler="tcp://host:8786"`` sends the same tasks to an existing cluster whose workers
 have deepgrade installed (Slurm through dask-jobqueue, a GPU box with a worker per GPU: see the README).
 """
@@ -59,15 +59,14 @@ class Graded:
 
 
 # What a process keeps warm between grades (a Dask worker process, or nbgrader's for a plain autograde): one
-# persistent grader per course and settings, and the next student's jail, started ahead. Closed at exit (and the
-# jails die with the process anyway).
+# persistent grader per course and settings (and, in deepgrade.sandbox.warm, the warm student jails). Closed at
+# exit (and the jails die with the process anyway).
 _WORKERS: dict = {}   # (course, jailed, threads, recycle) -> GraderWorker
-_STUDENTS: dict = {}  # (limits, base) -> WarmStudent, at most one waiting
 
 
 @atexit.register
 def _close_all() -> None:
-    for kept in [*_WORKERS.values(), *_STUDENTS.values()]:
+    for kept in _WORKERS.values():
         kept.close()
 
 
@@ -86,22 +85,13 @@ def worker_for(course, *, jailed: bool, threads: int | None = None, recycle_afte
 
 
 def student_for(course, exercise: str):
-    """A student jail for ``exercise`` (used once): the one this process started ahead when it fits, else a new
-    one; and the next one is started now, so that it imports Keras while this submission is graded."""
+    """This process's warm student jail for ``exercise`` (:func:`deepgrade.sandbox.warm.server_for`: Keras imported
+    once, a fresh fork per notebook), started now so that it warms up while the grader does; None where each
+    notebook needs a jail of its own."""
     from ..grader.run import student_jail
-    from ..sandbox import WarmStudent
+    from ..sandbox.warm import server_for
 
-    limits, base, data = student_jail(course, exercise)
-    ready = _STUDENTS.pop((limits, base, data), None)
-    for stale in _STUDENTS.values():  # at most one waiting jail: the exercise's limits or base changed
-        stale.close()
-    _STUDENTS.clear()
-    if ready is None or not ready.fits(limits, base, data):
-        if ready is not None:
-            ready.close()
-        ready = WarmStudent(limits, base, data)
-    _STUDENTS[(limits, base, data)] = WarmStudent(limits, base, data)
-    return ready
+    return server_for(*student_jail(course, exercise))
 
 
 def failed_report(course, exercise: str, profile: str | None, why: str) -> Report:
@@ -127,14 +117,9 @@ def grade_here(course, exercise: str, notebook: Path, *, profile: str | None, se
     jailed = isolation_for(course, others=True, allow_unisolated=allow_unisolated).ok
     worker = worker_for(course, jailed=jailed, threads=threads, recycle_after=recycle_after)
     student = student_for(course, exercise) if jailed else None
-    try:
-        cache = (BuiltCache(store, course, exercise, profile=profile, seed=seed)
-                 if store is not None else None)
-        return grade_notebook(course, exercise, notebook, profile=profile, seed=seed, others=True,
-                              allow_unisolated=allow_unisolated, worker=worker, warm=student, cache=cache)
-    finally:
-        if student is not None:
-            student.close()  # used once (already closed when it ran the notebook)
+    cache = BuiltCache(store, course, exercise, profile=profile, seed=seed) if store is not None else None
+    return grade_notebook(course, exercise, notebook, profile=profile, seed=seed, others=True,
+                          allow_unisolated=allow_unisolated, worker=worker, warm=student, cache=cache)
 
 
 def grade_job(job: Job, settings: Settings) -> Graded:

@@ -294,7 +294,7 @@ def _verified_data() -> Path:
 
 def build_submission(course: LoadedCourse, exercise: str, notebook: Path, out: Path, warm=None) -> Submission:
     """Run ``notebook`` in the student's sandbox under the exercise's limits; its models land in ``out``.
-    ``warm``: a :class:`deepgrade.sandbox.WarmStudent` started for this exercise, used instead of a new jail."""
+    ``warm``: the :class:`deepgrade.sandbox.warm.StudentServer` to run it in (default: this process's)."""
     from .. import sandbox
 
     ex = course.exercise(exercise)
@@ -349,7 +349,7 @@ def grade_notebook(course: LoadedCourse, exercise: str, notebook: Path, *, profi
     notebook is graded anyway. Either way the report's ``environment.isolation`` says how it was isolated.
     ``worker``: a started :class:`~.worker.GraderWorker` to grade with (a batch keeps one warm); by default
     one is started for this grade, at once, so that it warms up while the notebook runs. ``warm``: a student
-    jail already started for this exercise (:class:`deepgrade.sandbox.WarmStudent`), used once.
+    jail for this exercise (:class:`deepgrade.sandbox.warm.StudentServer`; default: this process's).
     ``on_progress(Progress)``: told of each stage (the sandbox, then the grader's own: load, each epoch, ...).
     ``cache``: finished grades by what was built (``get(submission) -> Report | None``, ``put(submission,
     report)``; a batch's :class:`deepgrade.batch.store.BuiltCache`): a submission built the same as an earlier

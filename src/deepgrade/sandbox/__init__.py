@@ -7,7 +7,7 @@ once). Nothing here imports the grader.
 
 from .jail import Isolation, isolation
 from .policy import GRADER, LIMITS, STUDENT, Limits
-from .runner import Values, WarmStudent, network_isolation, run_for_values, run_notebook, scrubbed_env
+from .runner import Values, network_isolation, run_for_values, run_notebook, scrubbed_env
 
-__all__ = ["GRADER", "LIMITS", "STUDENT", "Isolation", "Limits", "isolation", "Values", "WarmStudent",
+__all__ = ["GRADER", "LIMITS", "STUDENT", "Isolation", "Limits", "isolation", "Values",
            "network_isolation", "run_for_values", "run_notebook", "scrubbed_env"]

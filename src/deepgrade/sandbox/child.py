@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from ..course.notebooks import runs_in_sandbox
@@ -23,7 +22,6 @@ from ..habits import hint_for
 from ..protocol import ChildRequest, ChildResult, Outcome, files, options_json
 from .slicing import Need, Plan, Statement, plan
 
-STARTED = time.monotonic()  # for a warm jail: how long its warm-up took (Python's start is near this)
 NOT_DONE = ("The exercise is not done yet: replace `raise NotImplementedError(...)` in {entry}() "
             "with code that builds the model and returns it.")
 MAX_NOTES = 8
@@ -44,7 +42,12 @@ def _shell_class():
 
 
 def _shell():
-    return _shell_class().instance()
+    """The notebook's shell. Its history stays in memory: no file is opened that a forked copy would share."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    return _shell_class().instance(config=config)
 
 
 def _raised_by_stub(exc: BaseException, entry: str) -> bool:
@@ -165,28 +168,9 @@ def _values(shell, names: list[str]) -> tuple[dict, dict]:
     return values, errors
 
 
-def _warm_up() -> None:
-    """Import what every notebook of the course imports, then wait for the notebook on stdin (a batch starts
-    the next student's jail while the current one is graded). The notebook and the request arrive as frames."""
-    import keras  # noqa: F401 - the TensorFlow start, before the notebook is known
-    import nbformat  # noqa: F401
+def warm_up() -> None:
+    """Make the shell before any notebook is known (the warm jail of :mod:`.forked` forks it for each one)."""
     _shell()
-    warm = time.monotonic() - STARTED
-    fd = os.environ.get(files.RESULT_FD_ENV)
-    if fd:  # the time limit counts this warm-up, as it counts a cold start's imports
-        with open(int(fd), "wb", closefd=False) as pipe:
-            pipe.write(files.frame(files.WARM, json.dumps({"seconds": warm}).encode()))
-    stream = sys.stdin.buffer
-    wanted = {files.REQUEST, files.NOTEBOOK}
-    while wanted:
-        header = stream.readline()
-        if not header:
-            sys.exit(0)  # nobody came: the batch ended
-        head = json.loads(header)
-        data = stream.read(head["size"])
-        if head["name"] in wanted:
-            Path(head["name"]).write_bytes(data)
-            wanted.discard(head["name"])
 
 
 def _needed_because(need: Need, statement: Statement, exc: BaseException) -> str:
@@ -240,8 +224,6 @@ def _run_plan(shell, the_plan: Plan) -> tuple[dict[str, Outcome], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if "--wait" in (argv or []):
-        _warm_up()
     request = ChildRequest.model_validate_json(Path(files.REQUEST).read_text())
     import nbformat
 

@@ -252,9 +252,11 @@ def run(jail: Jail, *, python: bool = True) -> Ran:
 
 
 @contextlib.contextmanager
-def launched(jail: Jail, *, python: bool, stdin: bool):
+def launched(jail: Jail, *, python: bool, stdin: bool, control: int | None = None):
     """Start ``jail`` (bubblewrap through :mod:`.launch`); yield the process, the read end of its result pipe
-    and its start time. The staging folder lives as long as the context. OSError if it cannot start."""
+    and its start time. ``stdin``: a pipe to write to (else /dev/null); ``control``: this descriptor (a socket
+    that can carry descriptors) as its stdin instead. The staging folder lives as long as the context. OSError
+    if it cannot start."""
     bwrap = bwrap_path()
     if bwrap is None:
         raise OSError("bubblewrap is not available")
@@ -276,7 +278,8 @@ def launched(jail: Jail, *, python: bool, stdin: bool):
             start = time.monotonic()
             proc = subprocess.Popen(
                 [sys.executable, "-I", str(Path(__file__).with_name("launch.py")), str(plan)],
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stdin=control if control is not None else subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(result_write,),
                 env={"PATH": "/usr/bin:/bin"},
             )
@@ -339,6 +342,14 @@ class PipeReader(threading.Thread):
                         self.over = None
 
 
+def output_text(output: PipeReader, limits: Limits) -> str:
+    """What a jail printed, as text, with a last line saying how much was dropped over the cap."""
+    text = bytes(output.data).decode("utf-8", "replace")
+    if output.dropped:
+        text += f"\n[... {output.dropped:,} more bytes of output dropped: the sandbox keeps {limits.output_kb} KB]"
+    return text
+
+
 def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits, start: float) -> Ran:
     stopped: list[str] = []
 
@@ -360,9 +371,7 @@ def _collect(proc: subprocess.Popen, result_fd: int, limits: Limits, start: floa
     output.join(10)
     returned.join(10)
     seconds = time.monotonic() - start
-    text = bytes(output.data).decode("utf-8", "replace")
-    if output.dropped:
-        text += f"\n[... {output.dropped:,} more bytes of output dropped: the sandbox keeps {limits.output_kb} KB]"
+    text = output_text(output, limits)
     reason = stopped[0] if stopped else None
     return Ran(code=None if reason else code, seconds=seconds, output=text,
                returned=bytes(returned.data) if reason != "returned" else b"", stopped=reason)

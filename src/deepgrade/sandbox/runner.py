@@ -76,7 +76,7 @@ def network_isolation() -> list[str]:
 
 def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits = STUDENT, *,
                  options: str | None = None, base: Path | None = None, data: Path | None = None,
-                 warm: WarmStudent | None = None) -> Submission:
+                 warm=None) -> Submission:
     """Run ``notebook`` then each entry function in the student's jail; copy the models into folder ``out``.
 
     ``options`` names an optional function returning training options (data, saved as JSON); ``base`` is the
@@ -88,7 +88,8 @@ def run_notebook(notebook: Path, entries: list[str], out: Path, limits: Limits =
     Never raises for the student's faults: a notebook that cannot be read, raises, or runs out of time or
     memory gives a :class:`Submission` whose ``failure`` says so; an entry function that raises or returns no
     Keras model is recorded in ``Submission.errors``. Raises :class:`GraderError` when no sandbox can start.
-    ``warm``: a :class:`WarmStudent` started for these limits and base, used (once) instead of a new jail.
+    ``warm``: the :class:`.warm.StudentServer` to run it in (default: this process's for these limits, base and
+    data, :func:`.warm.server_for`; a jail of its own where none can be used).
     """
     notebook = Path(notebook)
     isolation = jail.isolation()
@@ -132,14 +133,13 @@ def run_for_values(notebook: Path, names: list[str], limits: Limits = STUDENT) -
         return Values(result.values, result.value_errors, failure, ran.output, label)
 
 
-def _student_jail(limits: Limits, base: Path | None, given: list | None = None, *, wait: bool = False,
+def _student_jail(limits: Limits, base: Path | None, given: list | None = None, *,
                   data: Path | None = None) -> jail.Jail:
-    """The student's jail: the child in the working folder, the course's base beside the notebook (transfer),
-    the data in the Keras cache (read-only) and ``given`` bound in; with ``wait``, the notebook and the request
-    come later, on its stdin."""
+    """The student's jail for one notebook: the child in the working folder, the course's base beside the
+    notebook (transfer), the data in the Keras cache (read-only) and ``given`` bound in."""
     mounts = [*(given or []), *([jail.Mount(Path(base), f"{WORKDIR}/{files.BASE}")] if base is not None else []),
               *([jail.Mount(Path(data), f"{WORKDIR}/{DATA_SUBDIR}")] if data is not None else [])]
-    return jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child", *(["--wait"] if wait else [])],
+    return jail.Jail(argv=[sys.executable, "-m", "deepgrade.sandbox.child"],
                      cwd=WORKDIR, env=scrubbed_env(Path(WORKDIR), tmp="/tmp"), limits=limits, mounts=mounts)
 
 
@@ -150,78 +150,9 @@ def _start(how, spec: jail.Jail, **options):
         raise GraderError(f"Could not start the student's sandbox (bubblewrap): {exc}.") from exc
 
 
-class WarmStudent:
-    """A student's jail started before its notebook is known, used once: Python, Keras and IPython are imported
-    while the batch grades the previous submission; the notebook and the request then go in on its stdin. The
-    same jail, limits and binds as a jail started for the notebook, and the same time budget (see :meth:`run`)."""
-
-    def __init__(self, limits: Limits, base: Path | None, data: Path | None = None):
-        self.limits, self.base, self.data = limits, base, data
-        cap = limits.return_mb * 2**20
-        self.running = _start(Running, _student_jail(limits, base, wait=True, data=data), max_frame=cap,
-                              max_total=cap)
-
-    def fits(self, limits: Limits, base: Path | None, data: Path | None = None) -> bool:
-        return self.limits == limits and self.base == base and self.data == data and self.running.alive()
-
-    def close(self) -> None:
-        self.running.close()
-
-    def run(self, inbox: Path) -> jail.Ran:
-        """Hand over the notebook and the request in ``inbox``; what came back, as :func:`jail.run` says it.
-
-        The time limit is the same as a jail started for the notebook: it counts the warm-up (the imports) and
-        the notebook, not the time the jail waited for it. The bytes returned (headers included) are capped."""
-        running, limits = self.running, self.limits
-        start = time.monotonic()
-        sent = running.send(b"".join(files.frame(name, (inbox / name).read_bytes())
-                                     for name in (files.REQUEST, files.NOTEBOOK)))
-        frames, stopped = [], None
-        deadline = start + limits.time_limit_s
-        try:
-            while sent:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    stopped = "time"
-                    break
-                try:
-                    got = running.receive(left)
-                except TimeoutError:
-                    stopped = "time"
-                    break
-                if got is None:
-                    break
-                name, data, _ = got
-                if not name:
-                    stopped = "returned"
-                    break
-                if name == files.WARM:
-                    try:
-                        warm = max(0.0, float(json.loads(data)["seconds"]))
-                        # from the moment it was both warm and handed the notebook, minus the warm-up
-                        deadline = max(start, running.started + warm) - warm + limits.time_limit_s
-                    except (ValueError, KeyError, TypeError):
-                        pass
-                    continue
-                frames.append(files.frame(name, data))
-        finally:
-            if stopped or not sent:
-                running.kill()
-        try:
-            code = running.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            running.kill()
-            code = running.proc.wait()
-        time.sleep(0.05)  # the output reader drains the pipe's last bytes
-        output = running.log()
-        running.close()
-        return jail.Ran(code=None if stopped else code, seconds=time.monotonic() - start, output=output,
-                        returned=b"".join(frames) if stopped != "returned" else b"", stopped=stopped)
-
-
 @contextlib.contextmanager
 def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limits, jailed: bool,
-         warm: WarmStudent | None = None, data: Path | None = None):
+         warm=None, data: Path | None = None):
     """Run the child on ``request`` (in a jail when ``jailed``, else a plain subprocess); yield what ran and the
     folder of the files it sent back, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="deepgrade-student-") as tmp:
@@ -239,10 +170,19 @@ def _ran(notebook: Path, request: ChildRequest, base: Path | None, limits: Limit
 
 
 def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, request: ChildRequest,
-                warm: WarmStudent | None = None, data: Path | None = None) -> jail.Ran:
-    if warm is not None and warm.fits(limits, base, data):
-        ran = warm.run(inbox)
-    else:
+                warm=None, data: Path | None = None) -> jail.Ran:
+    from . import warm as warming
+
+    server = warm if warm is not None and warm.fits(limits, base, data) else warming.server_for(limits, base, data)
+    ran = None
+    if server is not None:
+        try:
+            ran = server.run(request, inbox / files.NOTEBOOK)
+        except warming.ServerLost:
+            if server.nested is False:
+                warming.unavailable(server.why)
+                server.close()
+    if ran is None:  # no warm jail here: one of its own
         given = [jail.Mount(inbox / name, f"{WORKDIR}/{name}") for name in (files.NOTEBOOK, files.REQUEST)]
         ran = _start(jail.run, _student_jail(limits, base, given, data=data))
     if ran.code is not None and ran.code > 128:  # bubblewrap exits 128 + n when the child was killed by signal n

@@ -1,6 +1,6 @@
 """A jail that stays up to be talked to: frames in on its stdin, frames back on its result pipe.
 
-The persistent grader (:mod:`deepgrade.grader.worker`) and the warm student jail (:class:`.runner.WarmStudent`)
+The persistent grader (:mod:`deepgrade.grader.worker`) and the warm student jail (:class:`.warm.StudentServer`)
 run in one; :mod:`.jail` makes it (bubblewrap) and supplies the pieces a one-shot :func:`.jail.run` uses too.
 """
 
@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -25,13 +26,27 @@ class Running:
     subprocess (``argv`` in the spec's ``cwd``, the jail's resource limits but not its namespaces). Close kills
     it."""
 
-    def __init__(self, spec: Jail, *, max_frame: int, max_total: int | None = None, jailed: bool = True):
+    def __init__(self, spec: Jail, *, max_frame: int, max_total: int | None = None, jailed: bool = True,
+                 control: bool = False):
         self.limits = spec.limits
+        self.control = None  # with ``control``, the jail's stdin is this socket's peer: messages with descriptors
+        peer = None
+        if control:
+            self.control, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._stack = contextlib.ExitStack()
-        if jailed:
-            self.proc, result_fd, self.started = self._stack.enter_context(launched(spec, python=True, stdin=True))
-        else:
-            self.proc, result_fd, self.started = self._plain(spec)
+        try:
+            if jailed:
+                self.proc, result_fd, self.started = self._stack.enter_context(
+                    launched(spec, python=True, stdin=True, control=peer.fileno() if peer else None))
+            else:
+                self.proc, result_fd, self.started = self._plain(spec)
+        except BaseException:
+            if self.control is not None:
+                self.control.close()
+            raise
+        finally:
+            if peer is not None:
+                peer.close()
         self.output = PipeReader(own_stdout(self.proc), self.limits.output_kb * 1024, tail=True)
         self.output.start()
         self.frames: queue.Queue = queue.Queue()
@@ -87,6 +102,14 @@ class Running:
         except (OSError, ValueError):
             return False
 
+    def send_fds(self, message: dict, fds: list[int]) -> bool:
+        """Send ``message`` (JSON) and descriptors ``fds`` on the control socket; False when nobody reads it."""
+        try:
+            socket.send_fds(self.control, [json.dumps(message).encode()], fds)
+            return True
+        except OSError:
+            return False
+
     def receive(self, timeout: float | None) -> tuple[str, bytes, float] | None:
         """The next frame (name, data, when it arrived); None when the pipe ended; TimeoutError when none came
         within ``timeout`` s. A name of "" says the frames broke a cap (the jail is killed)."""
@@ -111,7 +134,9 @@ class Running:
         except subprocess.TimeoutExpired:
             pass
         self._stack.close()
-        try:
-            self.proc.stdin.close()
-        except (OSError, ValueError):
-            pass
+        for stream in (self.proc.stdin, self.control):
+            try:
+                if stream is not None:
+                    stream.close()
+            except (OSError, ValueError):
+                pass
