@@ -31,7 +31,6 @@ from ..errors import GraderError
 from ..protocol import ChildRequest, ChildResult, Outcome, Submission, files
 from . import jail
 from .policy import STUDENT, Limits
-from .running import Running
 
 WORKDIR = "/home/student"  # the child's working directory inside the jail (a size-capped tmpfs)
 DATA_SUBDIR = ".keras/datasets/fashion-mnist"  # under $HOME (= $KERAS_HOME's parent): where the stock loader looks

@@ -48,8 +48,8 @@ class StudentServer:
     """
 
     def __init__(self, limits: Limits, base: Path | None, data: Path | None):
-        from .running import Running
         from .runner import DATA_SUBDIR, WORKDIR, scrubbed_env
+        from .running import Running
 
         self.limits, self.base, self.data = limits, base, data
         self.ran = 0
