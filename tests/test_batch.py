@@ -70,7 +70,7 @@ def graded_class(tmp_path_factory, course):
     erin.parent.mkdir(parents=True)
     erin.write_text("this is not a notebook")
     outcome = autograde(Classroom(folder, course, profile="smoke", seed=3), "mlp", workers=2,
-                        console=Console(quiet=True))
+                        console=Console(quiet=True), min_per_worker=1)  # a real cluster, for 4 notebooks
     return folder, outcome
 
 
@@ -133,6 +133,17 @@ def test_a_rerun_grades_nothing_again_and_plain_nbgrader_reuses_the_grades(grade
     assert {s: r["score"] for s, r in after.items()} == {s: r["score"] for s, r in before.items()}
     integrity = sqlite3.connect(folder / "gradebook.db").execute("PRAGMA integrity_check").fetchone()[0]
     assert integrity == "ok"
+
+
+def test_a_pool_is_started_only_when_each_worker_gets_enough():
+    """A local pool imports Keras again in each worker: for a few notebooks, this process grades them in turn."""
+    from deepgrade.batch.pool import MIN_PER_WORKER, InProcess, Pool, pool_for
+
+    assert isinstance(pool_for(2, None, 2 * MIN_PER_WORKER - 1), InProcess)
+    assert isinstance(pool_for(1, None, 100), InProcess)
+    chosen = pool_for(4, None, 3 * MIN_PER_WORKER)
+    assert isinstance(chosen, Pool) and chosen.workers == 3
+    assert isinstance(pool_for(2, "tcp://scheduler:8786", 1), Pool)  # a cluster given is always used
 
 
 def test_a_changed_submission_alone_is_graded_again(graded_class, course, tmp_path):

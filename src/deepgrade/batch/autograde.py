@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..protocol import Report
 from .gradebook import Classroom
-from .pool import Graded, Pool, Settings, failed_report
+from .pool import MIN_PER_WORKER, Graded, Settings, failed_report, pool_for
 from .summary import Row, Summary
 
 
@@ -37,9 +37,12 @@ def autograde(classroom: Classroom, assignment: str, **options) -> Outcome:
 
 def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int | None = None,
                   scheduler: str | None = None, students: list[str] | None = None, out: Path | None = None,
-                  console=None, allow_unisolated: bool | None = None, recycle_after: int = 200) -> dict[str, Outcome]:
+                  console=None, allow_unisolated: bool | None = None, recycle_after: int = 200,
+                  min_per_worker: int = MIN_PER_WORKER) -> dict[str, Outcome]:
     """Grade every submission of each of ``assignments`` in one pool (its workers stay warm from one assignment
-    to the next), record each grade as it arrives, and summarize each assignment."""
+    to the next), record each grade as it arrives, and summarize each assignment. A local pool is started only
+    when each of its workers gets ``min_per_worker`` submissions to grade (:func:`~.pool.pool_for`); else they
+    are graded in this process, one at a time."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -63,9 +66,11 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
             same.setdefault(job.key, []).append(job)
     todo = [group[0] for group in same.values()]
     graded_now: dict[str, list[Graded]] = {assignment: [] for assignment in assignments}
-    where = f" on {scheduler}" if scheduler else f" with {workers or 'one per core'} local workers"
+    chosen = pool_for(workers, scheduler, len(todo), min_per_worker) if todo else None
+    where = (f" on {scheduler}" if scheduler else " in this process, one at a time" if chosen.workers == 1
+             else f" with {chosen.workers} local workers") if chosen else ""
     console.print(f"{', '.join(assignments)}: {len(jobs)} submissions, {len(done)} already graded, "
-                  f"{len(todo)} to grade{where if todo else ''}")
+                  f"{len(todo)} to grade{where}")
 
     def record(assignment: str, student: str, report: Report, reused: bool, finished: bool = True) -> None:
         if not finished and classroom.has_grade(assignment, student):  # a lost worker never replaces a grade
@@ -80,7 +85,7 @@ def autograde_all(classroom: Classroom, assignments: list[str], *, workers: int 
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(f"grading {', '.join(assignments)}", total=len(jobs) + len(problems))
-        with Pool(workers, scheduler) if todo else contextlib.nullcontext() as pool:
+        with chosen if chosen is not None else contextlib.nullcontext() as pool:
             results = iter(())
             if pool is not None:  # submitted now; the stored ones are recorded meanwhile
                 results = pool.grade(todo, Settings(course=str(course.root), profile=classroom.profile,

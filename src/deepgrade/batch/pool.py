@@ -147,6 +147,39 @@ def grade_job(job: Job, settings: Settings) -> Graded:
                   grader_warm=warm)
 
 
+class InProcess:
+    """The same tasks run one after another in this process, with its warm grader and student jail: what a local
+    pool costs (a cluster, and Keras imported again in each worker) only pays when each worker gets enough of
+    them (:func:`pool_for`)."""
+
+    workers, scheduler = 1, None
+
+    def __enter__(self) -> "InProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def threads(self) -> int | None:
+        return None  # one grade at a time: all the cores
+
+    def grade(self, jobs: Iterable[Job], settings: Settings) -> Iterator[tuple[Job, Graded]]:
+        return ((job, grade_job(job, settings)) for job in list(jobs))
+
+
+MIN_PER_WORKER = 3  # submissions each local worker must get before a pool of them is started
+
+
+def pool_for(workers: int | None, scheduler: str | None, count: int, min_per_worker: int = MIN_PER_WORKER):
+    """Where ``count`` submissions are graded: an existing cluster when given; else a local pool of at most
+    ``count // min_per_worker`` workers (of ``workers``, default one per core) when that is two or more; else this
+    process (:class:`InProcess`), never slower than a serial run."""
+    if scheduler:
+        return Pool(workers, scheduler)
+    wanted = min(workers or os.cpu_count() or 1, count // max(1, min_per_worker))
+    return Pool(wanted) if wanted >= 2 else InProcess()
+
+
 class Pool:
     """Where a batch's tasks run: ``with Pool(workers=4) as pool: for job, graded in pool.grade(jobs, s): ...``.
 
