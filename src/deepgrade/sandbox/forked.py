@@ -227,7 +227,7 @@ def _probe(spec: dict) -> str | None:
         os.close(read)
         code = 0
         try:
-            _own_namespaces({**spec, "binds": spec["binds"]})
+            _own_namespaces(spec)
         except BaseException as exc:  # noqa: BLE001
             os.write(write, str(exc).encode()[:2000])
             code = 1

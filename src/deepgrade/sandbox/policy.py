@@ -79,7 +79,7 @@ VISIBLE: tuple[Visible, ...] = (
     Visible("the Python installation (sys.base_prefix), the virtual environment, an editable install's src/", True, True),
     Visible("/proc of its own pid namespace, a minimal /dev", True, True),
     Visible("the notebook copy and the request (read-only), the course's pretrained base for transfer", True, False),
-    Visible("a private working directory and /tmp (tmpfs, size-capped, gone with the jail)", True, True),
+    Visible("a private working directory and /tmp (tmpfs, size-capped, gone with the jail; the student's fresh for each notebook)", True, True),
     Visible("the course folder (course.yml, autograders, the base) and the student's model file", False, True),
     Visible("Fashion-MNIST (the Keras cache's four files, verified; read-only)", True, True),
     Visible("GPU device nodes (/dev/nvidia*) where present", False, True),
