@@ -20,8 +20,9 @@ the worker to its report (the student's jail included: a warm one forks per note
 the first task that uses it).
 
 Every timed class run gets a fresh copy of a prepared nbgrader course folder (no ``.deepgrade`` store, so
-nothing is reused). Each submission's code differs by a comment line naming the student, so no two share a
-grade key (nbgrader's serial run would otherwise reuse the first one's grade from the store).
+nothing is reused). Each submission's code differs by a line the graded function needs (it sets
+``build_model.__doc__`` to the student's name), so no two share a grade key, neither the notebook's nor what
+its jail built (a comment would not do: it never runs, and equal code building equal models is trained once).
 
     .venv/bin/python benchmarks/batch.py            # the five exercises, 2 submissions each, W = 1,2
     .venv/bin/python benchmarks/batch.py --quick    # mlp only, 2 submissions, W = 1,2, 2 check/floor repeats
@@ -186,10 +187,13 @@ def prepare_class(course, folder: Path, exercises: list[str], per_exercise: int,
             raise SystemExit(f"expected one released notebook for {exercise}; found {[s.name for s in stubs]}")
         stub = stubs[0]
         answers, used[exercise] = answers_for(course, exercise, stub)
-        first = next(iter(answers))
+        entry = course.exercise(exercise).entry
+        where = next((k for k, v in answers.items() if f"def {entry}(" in v), next(iter(answers)))
         for i in range(1, per_exercise + 1):
             student = STUDENTS.format(i)
-            mine = {**answers, first: f"# {exercise}, handed in by {student}\n{answers[first]}"}  # distinct keys
+            # distinct keys: code the graded function needs differs (a comment would not: it never runs), the
+            # model does not
+            mine = {**answers, where: f"{answers[where]}\n{entry}.__doc__ = 'handed in by {student}'\n"}
             out = folder / "submitted" / student / exercise / stub.name
             out.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(fill(stub, mine), out)
