@@ -257,8 +257,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("deepgrade.sandbox.forked runs only as the first process of a student jail\n")
         return 2
     spec = json.loads(argv[0])
-    _warm()
-    why = _probe(spec)
+    why = _probe(spec)  # first: where it fails, the caller starts a jail of its own at once, not after a warm-up
+    if why is None:
+        _warm()
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "non-dumpable")
     out_fd = int(os.environ.pop(files.RESULT_FD_ENV))
 
