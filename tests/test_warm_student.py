@@ -212,3 +212,10 @@ def test_the_server_refuses_to_run_outside_a_jail(tmp_path):
     done = subprocess.run([sys.executable, "-m", "deepgrade.sandbox.forked", "{}"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2 and "runs only as the first process of a student jail" in done.stderr
+
+
+def test_warm_jails_can_be_turned_off(monkeypatch):
+    """``DEEPGRADE_WARM_STUDENT=off``: every notebook in a jail of its own (the runner gets no server)."""
+    limits, base, data = student_jail(load_course("."), "mlp")
+    monkeypatch.setenv(warming.WARM_ENV, "off")
+    assert warming.server_for(limits, base, data) is None

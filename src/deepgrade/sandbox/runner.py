@@ -178,9 +178,9 @@ def _run_jailed(inbox: Path, back: Path, base: Path | None, limits: Limits, requ
         try:
             ran = server.run(request, inbox / files.NOTEBOOK)
         except warming.ServerLost:
-            if server.nested is False:
+            if server.refused:  # never here: every later notebook of this process gets a jail of its own
                 warming.unavailable(server.why)
-                server.close()
+            server.close()
     if ran is None:  # no warm jail here: one of its own
         given = [jail.Mount(inbox / name, f"{WORKDIR}/{name}") for name in (files.NOTEBOOK, files.REQUEST)]
         ran = _start(jail.run, _student_jail(limits, base, given, data=data))

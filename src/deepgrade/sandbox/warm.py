@@ -44,7 +44,8 @@ class StudentServer:
     """A warm student jail for ``limits``, ``base`` and ``data``, running any number of submissions, one at a time.
 
     Started at once (it warms up in the background); :meth:`run` waits for it. ``nested`` is False (and ``why``
-    says why) where a submission's namespaces cannot be made here: the caller then uses a jail of its own.
+    says why) where it cannot run them (``refused``: the kernel refuses their namespaces here): the caller then
+    uses a jail of its own.
     """
 
     def __init__(self, limits: Limits, base: Path | None, data: Path | None):
@@ -55,6 +56,7 @@ class StudentServer:
         self.ran = 0
         self.warmup_seconds: float | None = None
         self.nested: bool | None = None
+        self.refused = False  # the kernel refused a notebook's namespaces here (not: this server failed to start)
         self.why = ""
         self._lock = threading.Lock()
         binds, mounts = [], []
@@ -89,6 +91,7 @@ class StudentServer:
             else:
                 said = json.loads(got[1])
                 self.nested, self.why = bool(said.get("nested")), said.get("why") or ""
+                self.refused = not self.nested
                 self.warmup_seconds = said.get("seconds")
         return self.nested and self.running.alive()
 
