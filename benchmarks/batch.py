@@ -248,13 +248,17 @@ def deepgrade_batch(course, folder: Path, exercises: list[str], workers: int, *,
 
     from deepgrade.batch.autograde import autograde_all
     from deepgrade.batch.gradebook import Classroom
+    from deepgrade.batch.pool import close_kept
 
     log = io.StringIO()
     console = Console(file=log, width=120)
     items = []
     start = time.monotonic()
     classroom = Classroom(folder, course, profile=profile, seed=seed)
-    outcomes = autograde_all(classroom, exercises, workers=workers, console=console)
+    try:
+        outcomes = autograde_all(classroom, exercises, workers=workers, console=console)
+    finally:  # graded in this process (a class too small for a pool): each run starts its jails, as a CLI run does
+        close_kept()
     for exercise, outcome in outcomes.items():
         for graded in outcome.graded:
             env = graded.report.get("environment", {})

@@ -65,9 +65,14 @@ _WORKERS: dict = {}   # (course, jailed, threads, recycle) -> GraderWorker
 
 
 @atexit.register
-def _close_all() -> None:
+def close_kept() -> None:
+    """Close what this process keeps warm (its graders and student jails): the next grade starts them again."""
+    from ..sandbox.warm import close_all
+
     for kept in _WORKERS.values():
         kept.close()
+    _WORKERS.clear()
+    close_all()
 
 
 def _worker_key(course, jailed: bool, threads: int | None, recycle_after: int) -> tuple:
@@ -150,7 +155,8 @@ def grade_job(job: Job, settings: Settings) -> Graded:
 class InProcess:
     """The same tasks run one after another in this process, with its warm grader and student jail: what a local
     pool costs (a cluster, and Keras imported again in each worker) only pays when each worker gets enough of
-    them (:func:`pool_for`)."""
+    them (:func:`pool_for`). They run in one background thread (the work itself is in the jails), so that the
+    caller records one grade while the next is computed."""
 
     workers, scheduler = 1, None
 
@@ -164,7 +170,22 @@ class InProcess:
         return None  # one grade at a time: all the cores
 
     def grade(self, jobs: Iterable[Job], settings: Settings) -> Iterator[tuple[Job, Graded]]:
-        return ((job, grade_job(job, settings)) for job in list(jobs))
+        """Start grading every job in turn now; iterate over each job with its result, in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepgrade-grade")
+        futures = [(job, executor.submit(grade_job, job, settings)) for job in list(jobs)]
+
+        def results() -> Iterator[tuple[Job, Graded]]:
+            try:
+                for job, future in futures:
+                    yield job, future.result()  # grade_job never raises
+            finally:  # the caller stopped early: what has not started never will
+                for _, future in futures:
+                    future.cancel()
+                executor.shutdown(wait=True)
+
+        return results()
 
 
 MIN_PER_WORKER = 3  # submissions each local worker must get before a pool of them is started
