@@ -45,6 +45,8 @@ MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 SETUP_FAILED = 125  # the exit code of a submission whose namespaces could not be made (said on its output)
 RESULT_FD = 3       # the result pipe's fd in the student's process
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429  # x86_64 and aarch64 alike (Linux 5.2)
+OPEN_TREE_CLONE, AT_RECURSIVE, AT_FDCWD, MOVE_MOUNT_F_EMPTY_PATH = 1, 0x8000, -100, 4
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -70,10 +72,20 @@ def _own_namespaces(spec: dict) -> None:
     _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "non-dumpable")  # this process and the reaper, as the server
     _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "making / private")
     workdir = spec["workdir"]
-    for path, size_mb, mode in ((workdir, spec["scratch_mb"], "755"), ("/tmp", spec["tmp_mb"], "1777"),
-                                ("/dev/shm", spec["tmp_mb"], "1777")):
+    fresh = ((workdir, spec["scratch_mb"], "755"), ("/tmp", spec["tmp_mb"], "1777"), ("/dev/shm", spec["tmp_mb"], "1777"))
+    kept = _detach_binds_under([path for path, _, _ in fresh])  # the venv may live under /tmp: it stays seen
+    for path, size_mb, mode in fresh:
         _check(_libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV,
                            f"size={size_mb * 2**20},mode={mode}".encode()), f"a tmpfs on {path}")
+    for point, is_dir, fd in kept:
+        if is_dir:
+            os.makedirs(point, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(point), exist_ok=True)
+            open(point, "a").close()
+        _check(_libc.syscall(SYS_MOVE_MOUNT, fd, b"", AT_FDCWD, point.encode(), MOVE_MOUNT_F_EMPTY_PATH),
+               f"binding {point} again")
+        os.close(fd)
     for hold, dest in spec["binds"]:
         target = Path(workdir) / dest
         target.mkdir(parents=True)
@@ -81,6 +93,27 @@ def _own_namespaces(spec: dict) -> None:
         if not os.statvfs(target).f_flag & os.ST_RDONLY:  # the jail's read-only bind stays read-only (locked)
             raise OSError(f"{dest} is writable in the submission's namespace")
     _loopback_up()
+
+
+def _detach_binds_under(roots: list[str]) -> list[tuple[str, bool, int]]:
+    """Detached copies (``open_tree``) of the jail's mounts below ``roots`` (the Python installation, when it lives
+    under /tmp), the topmost of each subtree: (mount point, is a folder, descriptor), to bind again on the fresh
+    tmpfs. Read-only mounts stay read-only (their flag is locked)."""
+    points = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            point = line.split()[4].encode().decode("unicode_escape")  # octal escapes (\040) of spaces and tabs
+            if any(point.startswith(root.rstrip("/") + "/") for root in roots):
+                points.append(point)
+    topmost = [p for p in dict.fromkeys(points) if not any(p != q and p.startswith(q + "/") for q in points)]
+    kept = []
+    for point in topmost:
+        fd = _libc.syscall(SYS_OPEN_TREE, AT_FDCWD, point.encode(), OPEN_TREE_CLONE | AT_RECURSIVE)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"open_tree({point}): {os.strerror(err)}")
+        kept.append((point, os.path.isdir(point), fd))
+    return kept
 
 
 def _loopback_up() -> None:

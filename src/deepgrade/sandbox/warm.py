@@ -34,6 +34,7 @@ WARM_ENV = "DEEPGRADE_WARM_STUDENT"  # "off": a jail of its own per notebook
 HOLD = "/run/deepgrade"              # where the server's jail sees the base and the data, bound again per submission
 KEPT = 2                             # servers kept per process (one per exercise's limits and base)
 GRACE_S = 30                         # the runner's margin over the server's own time limit
+WARMUP_S = 300                       # the most a server may take to import Keras (not a notebook's time)
 
 
 class ServerLost(Exception):
@@ -82,7 +83,7 @@ class StudentServer:
 
         if self.nested is None:
             try:
-                got = self.running.receive(self.limits.time_limit_s)
+                got = self.running.receive(WARMUP_S)
             except TimeoutError:
                 got = None
             if got is None or got[0] != READY:
