@@ -217,6 +217,7 @@ class Notebook:
                        if c.cell_type == "code" and "check(" in c.source}
         self.stub = next(i for i, c in enumerate(self.nb.cells)
                          if c.metadata.get("nbgrader", {}).get("solution") and "def build_model" in c.source)
+        self.dialogs: list[str] = []  # what JupyterLab asked in a dialog on its own, answered with its default
 
     def cell(self, index: int):
         return self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
@@ -233,7 +234,16 @@ class Notebook:
         typed = editor.inner_text()
         assert typed.strip() == text.strip(), typed
 
+    def answer_dialogs(self) -> None:
+        """A dialog JupyterLab opened on its own (a loaded machine's server or kernel was slow to answer) blocks
+        every click: its text is kept (said if the test fails) and its default button pressed."""
+        dialog = self.page.locator(".jp-Dialog")
+        if dialog.count() and dialog.first.is_visible():
+            self.dialogs.append(" ".join(dialog.first.inner_text().split())[:300])
+            dialog.first.locator(".jp-Dialog-button.jp-mod-accept").first.click()
+
     def menu(self, top: str, item: str) -> None:
+        self.answer_dialogs()
         self.page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{top}$")).click()
         self.page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{re.escape(item)}$")).click()
 
@@ -262,7 +272,8 @@ class Notebook:
             self.page.wait_for_timeout(1000)
         prompts = self.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-InputPrompt").all_inner_texts()
         shown = {name: self.output(name)[:300] for name in self.checks}
-        pytest.fail(f"Run All did not finish within {timeout:.0f} s. Prompts: {prompts}. Check outputs: {shown}")
+        pytest.fail(f"Run All did not finish within {timeout:.0f} s. Prompts: {prompts}. Check outputs: {shown}. "
+                    f"Dialogs answered: {self.dialogs}")
 
     def show_checks(self) -> None:
         self.cell(self.checks["architecture"] - 1).evaluate("e => e.scrollIntoView({block: 'start'})")
