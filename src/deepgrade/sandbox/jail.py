@@ -318,11 +318,12 @@ def own_stdout(proc: subprocess.Popen) -> int:
 
 
 class PipeReader(threading.Thread):
-    """Reads a pipe to its end, keeping at most ``keep`` bytes; ``over()`` is called once when it has more."""
+    """Reads a pipe to its end, keeping at most ``keep`` bytes; ``over()`` is called once when it has more. With
+    ``stop``, it then stops reading (and closes the pipe): the writer is held there until it is killed."""
 
-    def __init__(self, fd: int, keep: int, over=None, *, tail: bool = False):
+    def __init__(self, fd: int, keep: int, over=None, *, tail: bool = False, stop: bool = False):
         super().__init__(daemon=True)
-        self.fd, self.keep, self.over, self.tail = fd, keep, over, tail
+        self.fd, self.keep, self.over, self.tail, self.stop = fd, keep, over, tail, stop
         self.data, self.dropped = bytearray(), 0
 
     def run(self) -> None:
@@ -340,6 +341,8 @@ class PipeReader(threading.Thread):
                     if self.over is not None:
                         self.over()
                         self.over = None
+                    if self.stop:
+                        break
 
 
 def output_text(output: PipeReader, limits: Limits) -> str:

@@ -126,7 +126,7 @@ class StudentServer:
             running.send_fds({"kill": True}, [])
 
         output = jail.PipeReader(output_in, limits.output_kb * 1024)
-        returned = jail.PipeReader(result_in, limits.return_mb * 2**20, over=over)
+        returned = jail.PipeReader(result_in, limits.return_mb * 2**20, over=over, stop=True)  # held, then killed
         writer = threading.Thread(target=_write_all, args=(notebook_out, notebook.read_bytes()), daemon=True)
         for thread in (output, returned, writer):
             thread.start()
