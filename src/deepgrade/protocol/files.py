@@ -12,7 +12,6 @@ BASE = "pretrained_base"       # the course's base, beside the notebook (as nbgr
 REPORT = "report.json"         # the trusted grader's report (Report)
 ERROR = "error.json"           # or why it could not grade ({"kind", "message", "tip"})
 GRADE_REQUEST = "grade_request.json"  # what the grader's own process is asked to grade (GradeRequest)
-WARM = "warm.json"             # a warm student jail's first frame: how long its warm-up took
 PROGRESS = "progress.json"     # the grader's progress during a grade (Progress), before its report
 
 RESULT_FD_ENV = "DEEPGRADE_RESULT_FD"  # the jail's pipe back: its fd number, in the jail's environment

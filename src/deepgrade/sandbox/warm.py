@@ -169,7 +169,7 @@ _LOCK = threading.Lock()
 _UNAVAILABLE: list[str] = []           # why a server cannot be used here (found once per process)
 
 
-def server_for(limits: Limits, base: Path | None, data: Path | None, *, start: bool = True) -> StudentServer | None:
+def server_for(limits: Limits, base: Path | None, data: Path | None) -> StudentServer | None:
     """This process's warm student jail for these limits, base and data (started now if none runs), or None
     where none can be used (``DEEPGRADE_WARM_STUDENT=off``, or submissions' namespaces refused here)."""
     if os.environ.get(WARM_ENV, "").strip() == "off" or _UNAVAILABLE:
@@ -181,8 +181,6 @@ def server_for(limits: Limits, base: Path | None, data: Path | None, *, start: b
             server.close()
             server = None
         if server is None:
-            if not start:
-                return None
             server = StudentServer(*key)
         _SERVERS[key] = server
         while len(_SERVERS) > KEPT:
