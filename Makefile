@@ -72,8 +72,14 @@ bundle: $(STAMP)
 
 # Real grades are shared across the run (tests/conftest.py `graded`); `-m "not slow"` leaves out every test that
 # grades end to end or trains.
-test: setup lint $(CHROMIUM) $(POSTGRES)
+test: setup lint $(CHROMIUM) $(POSTGRES) slot-wheels
 	$(BIN)/python -m pytest tests -p no:cacheprovider -q -n auto --dist worksteal --durations=20
+
+# The wheels a GPU slot carries (benchmarks/gpu_slot.sh; docs/calibration.md), downloaded once: the rehearsal in
+# tests/test_gpu_slot.py installs them, as the device would.
+.PHONY: slot-wheels
+slot-wheels: $(STAMP)
+	bash benchmarks/gpu_slot.sh --wheels
 
 clean:
 	rm -rf $(VENV) build

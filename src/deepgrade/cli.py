@@ -43,6 +43,21 @@ def _use_backend(backend: str | None) -> None:
             raise typer.BadParameter(f"{said} {exc.tip}" if exc.tip else said, param_hint="--backend") from None
 
 
+def _this_process_on(backend: str, option: str) -> None:
+    """Keras in this process on ``backend`` (an option that trains here, not in a grader worker), before Keras is
+    imported; a clear error where it already runs on another."""
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise typer.BadParameter(f"expected Keras on {backend} in this process. Received: Keras already on "
+                                     f"{keras.backend.backend()}. Set KERAS_BACKEND={backend}.", param_hint=option)
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
 def _check_profile(profile: str | None) -> None:
     if profile not in (None, "smoke", "full"):
         raise typer.BadParameter(f"expected smoke or full. Received: {profile!r}.", param_hint="--profile")
@@ -207,6 +222,11 @@ def calibrate(
     fresh: Annotated[bool, typer.Option(help="drop the section's earlier records instead of adding to them")] = False,
     render: Annotated[bool, typer.Option(help=(
         "train nothing: recompute the section from its records at course.yml's thresholds"))] = False,
+    batch: Annotated[int, typer.Option(min=0, help=(
+        "train this many seeds of a model at once, in this process, on JAX (one vmapped program; 0: one grade "
+        "per seed on the grader workers)"))] = 0,
+    budget: Annotated[float | None, typer.Option(min=0, help=(
+        "seconds: no training starts after them (the records keep every training that ended)"))] = None,
     backend: BackendOpt = None,
     course: CourseOpt = None,
 ) -> None:
@@ -218,11 +238,13 @@ def calibrate(
 
     _check_profile(profile)
     _use_backend(backend)
+    if batch:
+        _this_process_on(backend or os.environ.get("DEEPGRADE_BACKEND") or "jax", "--batch")
     loaded = _course(course)
     profile = profile or default_profile()
     if render:
         given = [name for name, value in (("--only", only), ("--fresh", fresh), ("--first-seed", first_seed),
-                                          ("--models", models)) if value]
+                                          ("--models", models), ("--batch", batch), ("--budget", budget)) if value]
         if given:
             raise ConfigError(f"calibrate --render trains nothing: expected no training options. Received: "
                               f"{', '.join(given)}. Drop them, or drop --render to train.")
@@ -230,7 +252,8 @@ def calibrate(
     else:
         results = [cal.calibrate(loaded, exercise, seeds, profile,
                                  progress=lambda line: err.print(line, markup=False, highlight=False), workers=workers,
-                                 models=models, first_seed=first_seed, only=only, fresh=fresh, record=write)]
+                                 models=models, first_seed=first_seed, only=only, fresh=fresh, record=write,
+                                 batch=batch, budget=budget)]
     for result in results:
         print(cal.markdown(result))
         if write:

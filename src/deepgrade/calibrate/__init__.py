@@ -100,15 +100,65 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
     return models
 
 
+class _Found:
+    """The trainings of a calibration run as they end: each kept at once (``keep``), the first problem stops it."""
+
+    def __init__(self, total: int, progress: Callable[[str], None], keep: Callable[[str, int, dict, dict], None]):
+        self.total, self.progress, self.keep = total, progress, keep
+        self.found: dict[tuple[str, int], dict] = {}
+        self.environment: dict = {}
+        self.problems: list[str] = []
+        self.out_of_time = False
+
+    def take(self, model: Model, seed: int, report) -> None:
+        metrics = report.environment.get("metrics")
+        if report.environment.get("grader_errors"):
+            self.problems.append(f"{model.name}, seed {seed}: the grader failed on "
+                                 f"{', '.join(report.environment['grader_errors'])}: "
+                                 + "; ".join(c.message for c in report.checks if not c.passed))
+            return
+        if not metrics:
+            self.problems.append(f"{model.name} produced no metrics under seed {seed}: "
+                                 + "; ".join(c.message for c in report.checks))
+            return
+        self.found[(model.name, seed)] = {"metrics": metrics, "untrained_failures": sorted(
+            c.name for c in report.checks if not c.trains and not c.passed)}
+        self.environment.update(report.environment)
+        try:
+            self.keep(model.name, seed, self.found[(model.name, seed)], report.environment)
+        except ConfigError as exc:  # e.g. the records measure something else: stop at once
+            self.problems.append(str(exc))
+            return
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        self.progress(f"{model.name}, seed {seed} ({len(self.found)}/{self.total}, "
+                      f"{report.environment.get('grade_seconds', '?')} s): {shown}")
+
+    def spent(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent (said once): no training starts after ``deadline`` (monotonic)."""
+        import time
+
+        if deadline is None or time.monotonic() < deadline:
+            return False
+        if not self.out_of_time:
+            self.progress("the time budget is spent: no new training starts (the records keep every one that ended)")
+            self.out_of_time = True
+        return True
+
+    def result(self) -> tuple[dict[tuple[str, int], dict], dict]:
+        if self.problems:
+            raise ConfigError(self.problems[0])
+        return self.found, self.environment
+
+
 def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
              progress: Callable[[str], None], workers: int = 1,
              keep: Callable[[str, int, dict, dict], None] = lambda model, seed, result, environment: None,
-             ) -> tuple[dict[tuple[str, int], dict], dict]:
+             deadline: float | None = None) -> tuple[dict[tuple[str, int], dict], dict]:
     """Every model under every seed, every check, one training each (no retry), on ``workers`` grader workers
     (the batch's persistent graders, each in its own jail where one can be made); ``keep(model, seed, result,
-    environment)`` hears of each training as it ends (a run stopped half-way keeps what it trained). Returns
-    ({(model, seed): {"metrics": {...}, "untrained_failures": [checks it failed without training]}}, the last
-    grade's environment)."""
+    environment)`` hears of each training as it ends (a run stopped half-way keeps what it trained); no training
+    starts after ``deadline`` (time.monotonic()). Returns ({(model, seed): {"metrics": {...},
+    "untrained_failures": [checks it failed without training]}}, the last grade's environment)."""
     import queue
     import threading
 
@@ -119,16 +169,14 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
     for model in models:
         for seed in seeds:
             jobs.put((model, seed))
-    found: dict[tuple[str, int], dict] = {}
-    environment: dict = {}
-    problems: list[str] = []
+    found = _Found(len(models) * len(seeds), progress, keep)
     isolated = isolation_for(course, others=False).ok
     threads = max(1, (os.cpu_count() or 1) // workers)
     lock = threading.Lock()
 
     def serve() -> None:
         with GraderWorker(course, jailed=isolated, threads=threads, gpu_share=workers) as worker:
-            while not problems:
+            while not found.problems and not found.spent(deadline):
                 try:
                     model, seed = jobs.get_nowait()
                 except queue.Empty:
@@ -136,50 +184,64 @@ def _measure(course: LoadedCourse, exercise: str, models: list[Model], profile: 
                 try:
                     report = worker.grade(exercise, model.submission, profile=profile, seed=seed, retry=False)
                 except Exception as exc:  # noqa: BLE001 - said once, the run stops
-                    problems.append(f"{model.name}, seed {seed}: {exc}")
+                    found.problems.append(f"{model.name}, seed {seed}: {exc}")
                     return
-                metrics = report.environment.get("metrics")
                 with lock:
-                    if report.environment.get("grader_errors"):
-                        problems.append(f"{model.name}, seed {seed}: the grader failed on "
-                                        f"{', '.join(report.environment['grader_errors'])}: "
-                                        + "; ".join(c.message for c in report.checks if not c.passed))
-                        return
-                    if not metrics:
-                        problems.append(f"{model.name} produced no metrics under seed {seed}: "
-                                        + "; ".join(c.message for c in report.checks))
-                        return
-                    found[(model.name, seed)] = {"metrics": metrics, "untrained_failures": sorted(
-                        c.name for c in report.checks if not c.trains and not c.passed)}
-                    environment.update(report.environment)
-                    try:
-                        keep(model.name, seed, found[(model.name, seed)], report.environment)
-                    except ConfigError as exc:  # e.g. the records measure something else: stop at once
-                        problems.append(str(exc))
-                        return
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                    progress(f"{model.name}, seed {seed} ({len(found)}/{len(models) * len(seeds)}, "
-                             f"{report.environment.get('grade_seconds', '?')} s): {shown}")
+                    found.take(model, seed, report)
 
     pool = [threading.Thread(target=serve, daemon=True) for _ in range(max(1, workers))]
     for thread in pool:
         thread.start()
     for thread in pool:
         thread.join()
-    if problems:
-        raise ConfigError(problems[0])
-    return found, environment
+    return found.result()
+
+
+def _measure_together(course: LoadedCourse, exercise: str, models: list[Model], profile: str, seeds: list[int],
+                      progress: Callable[[str], None], batch: int,
+                      keep: Callable[[str, int, dict, dict], None] = lambda model, seed, result, environment: None,
+                      deadline: float | None = None) -> tuple[dict[tuple[str, int], dict], dict]:
+    """As :func:`_measure`, in this process on the JAX backend: each model's seeds in groups of ``batch``, each
+    group trained at once (:func:`deepgrade.grader.seeds.together`: one vmapped program), then each seed's grade
+    made on its own training. The models are the course's own (the reference and its baselines), graded here
+    without the grader's jail."""
+    import keras
+
+    from ..grader import grade
+    from ..grader.seeds import together
+
+    if keras.backend.backend() != "jax":
+        raise ConfigError(f"calibrate --batch trains seeds together on the JAX backend: expected KERAS_BACKEND=jax. "
+                          f"Received: {keras.backend.backend()}. Run it with --backend jax.")
+    found = _Found(len(models) * len(seeds), progress, keep)
+    for model in models:
+        for at in range(0, len(seeds), batch):
+            if found.problems or found.spent(deadline):
+                return found.result()
+            group = seeds[at:at + batch]
+            with together(group) as company:
+                for seed in group:
+                    found.take(model, seed, grade(course, exercise, model.submission, profile=profile, seed=seed,
+                                                  retry=False))
+            for why in sorted(set(company.said)):
+                progress(f"{model.name}: a training of seeds {group[0]}-{group[-1]} ran one seed at a time: {why}")
+    return found.result()
 
 
 def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
               progress: Callable[[str], None] = lambda line: None, *, workers: int = 1,
               models: Path | None = None, first_seed: int = 0, only: list[str] | None = None,
-              fresh: bool = False, record: bool = True) -> dict:
+              fresh: bool = False, record: bool = True, batch: int = 0, budget: float | None = None) -> dict:
     """Train the reference and every baseline (``only``: those named, "reference solution" or a baseline's name)
     under seeds first_seed.. (``seeds`` of them), once each; ``progress`` hears of each run. The trainings are
     added to the section's records (docs/calibration/, :func:`add_records`; ``fresh``: the old ones dropped),
     and the result is computed from all of them (``record`` False: from this run's alone, nothing kept).
-    ``models``: where the built models are kept (default: a temporary folder)."""
+    ``models``: where the built models are kept (default: a temporary folder). ``batch``: train that many seeds
+    at once, in this process, on JAX (:func:`_measure_together`). ``budget``: seconds after which no training
+    starts (the records keep every one that ended)."""
+    import time
+
+    deadline = time.monotonic() + budget if budget else None
     course.profile(exercise, profile)
     names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
     wanted = [_model_name(name, names) for name in only] if only else None
@@ -191,7 +253,12 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
     with tempfile.TemporaryDirectory(prefix="deepgrade-calibrate-") as tmp:
         built = build_models(course, exercise, models or Path(tmp), progress, only=wanted)
         recorder = Recorder(course.root if record else Path(tmp), exercise, profile, fresh=fresh or not record)
-        _measure(course, exercise, built, profile, seed_list, progress, workers, keep=recorder.keep)
+        if batch > 0:
+            _measure_together(course, exercise, built, profile, seed_list, progress, batch, keep=recorder.keep,
+                              deadline=deadline)
+        else:
+            _measure(course, exercise, built, profile, seed_list, progress, workers, keep=recorder.keep,
+                     deadline=deadline)
         return from_records(course, exercise, profile, recorder.path)
 
 

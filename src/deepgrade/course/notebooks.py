@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
+if TYPE_CHECKING:  # nbformat is imported where a notebook is read: the grader alone (a GPU machine) needs none
+    import nbformat
 
 SKIP_TAG = "deepgrade-skip"  # cells with this tag are not run by the grader (a student's own experiments)
 
@@ -44,8 +46,10 @@ def _answer_id(cell) -> str | None:
     return defs[0] if len(defs) == 1 else None
 
 
-def fill(stub: Path, answers: dict[str, str]) -> nbformat.NotebookNode:
+def fill(stub: Path, answers: dict[str, str]) -> "nbformat.NotebookNode":
     """The stub with the source of each answer cell named in ``answers`` (see :func:`_answer_id`) replaced."""
+    import nbformat
+
     nb = nbformat.read(stub, as_version=4)
     todo = dict(answers)
     for cell in nb.cells:
@@ -81,6 +85,8 @@ def split_answers(source: str, grade_ids: list[str]) -> dict[str, str]:
 
 def write_submission(stub: Path, answer_file: Path, out: Path) -> Path:
     """Write ``stub`` filled with the code in ``answer_file`` (split by function, see split_answers) to ``out``."""
+    import nbformat
+
     nb = nbformat.read(stub, as_version=4)
     nb = fill(stub, split_answers(Path(answer_file).read_text(), solution_ids(nb)))
     out.parent.mkdir(parents=True, exist_ok=True)

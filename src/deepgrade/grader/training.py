@@ -270,8 +270,13 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
     With ``warmup``, the profile's first ``warmup.epochs`` epochs train the head with the base frozen (see Warmup).
     ``what`` names this training in the progress it reports (a check that trains twice tells them apart).
     """
+    from . import seeds as company
     from .progress import emit, epochs_callback
 
+    if company._ACTIVE:  # inside seeds.together(): trained beside the block's other seeds, where it can be
+        done = company.trained_in_company(model, profile, defaults, seed, task, options, prepare, warmup)
+        if done is not None:
+            return done
     seed_everything(seed)
     x, y, x_test, y_test, x_mon, y_mon, monitored_on = training_data(profile, seed, task, monitor=True)
     options = options or FitOptions()
