@@ -106,6 +106,8 @@ run() {  # $PYTHON: the interpreter (the device's python3)
     $py -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$SLOT"/wheels/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=jax DEEPGRADE_BWRAP=off
     export KERAS_HOME=${KERAS_HOME:-/tmp/slot-keras}
+    # one compile per architecture and batch shape for the whole slot (the course's own models only: trusted)
+    export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/slot-jax-cache} JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
     mkdir -p "$KERAS_HOME/datasets/fashion-mnist"
     for f in $DATA_FILES; do cp "$SLOT/data/$f" "$KERAS_HOME/datasets/fashion-mnist/$f"; done
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -52,6 +52,8 @@ def ks(a: list[float], b: list[float]) -> tuple[float, float]:
         return lo / len(sample)
 
     d = max(abs(cdf(sa, x) - cdf(sb, x)) for x in xs)
+    if d == 0:
+        return 0.0, 1.0
     n = len(a) * len(b) / (len(a) + len(b))
     lam = (math.sqrt(n) + 0.12 + 0.11 / math.sqrt(n)) * d
     p = 2 * sum((-1) ** (k - 1) * math.exp(-2 * k * k * lam * lam) for k in range(1, 101))

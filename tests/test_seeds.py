@@ -17,7 +17,7 @@ import numpy as np
 from deepgrade.course import load_course
 from deepgrade.grader.loading import load_model
 from deepgrade.grader.seeds import BATCHED, train_many, unbatchable
-from deepgrade.grader.training import Warmup, train_and_evaluate
+from deepgrade.grader.training import train_and_evaluate
 from deepgrade.protocol import FitOptions
 
 course = load_course()
@@ -38,7 +38,7 @@ for seed in (12, 14):  # places 1 and 3 of 4: on XLA:CPU those get other kernels
     }
 found["distinct"] = len({together[s].test_accuracy for s in together}) > 1
 found["refused"] = [unbatchable(FitOptions(early_stopping={"monitor": "loss", "patience": 2})),
-                    unbatchable(warmup=Warmup(2, lambda m: m)), unbatchable(prepare=lambda m: m), unbatchable()]
+                    unbatchable(FitOptions(validation_split=0.2)), unbatchable(FitOptions()), unbatchable()]
 print(json.dumps(found))
 """
 
@@ -72,8 +72,8 @@ def test_a_seed_trains_the_same_alone_and_beside_others(reference_mlp):
         assert abs(got["loss"][0] - got["loss"][1]) < 1e-5 and got["weights"] < 1e-5, got
         assert got["history"] and got["methods"] == ["fastfit", "fastfit-seeds"], got
     assert found["distinct"]  # four seeds, four trainings (not one copied)
-    early, warm, base, none = found["refused"]
-    assert "early stopping" in early and "warm-up" in warm and "pretrained base" in base and none == ""
+    early, split, default, none = found["refused"]
+    assert "early stopping" in early and "validation split" in split and default == none == ""
 
 
 @pytest.mark.slow

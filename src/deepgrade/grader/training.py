@@ -239,18 +239,21 @@ def training_data(profile: Profile, seed: int, task: Task = Task(), *, monitor: 
     rng = np.random.default_rng(seed)
     relabel = np.full(NUM_CLASSES, -1, "int64")
     relabel[list(task.classes)] = np.arange(task.num_classes)
-    if task.images_per_class is None and task.classes == Task().classes:
-        size = profile.train_size or len(train)
-        index = np.sort(rng.permutation(len(train))[:size])
+    everything = task.images_per_class is None and task.classes == Task().classes
+    if everything and (profile.train_size or len(train)) >= len(train):
+        index = slice(None)  # the whole training set, in order (what the sorted permutation gives), not copied
+    elif everything:
+        index = np.sort(rng.permutation(len(train))[:profile.train_size])
     else:
         per_class = task.images_per_class or len(train)
         index = np.sort(np.concatenate([rng.permutation(np.flatnonzero(train.y == c))[:per_class]
                                         for c in task.classes]))
-    in_test = np.isin(test.y, task.classes)
+    in_test = slice(None) if everything else np.isin(test.y, task.classes)
     x, y, x_test, y_test = train.x[index], relabel[train.y[index]], test.x[in_test], relabel[test.y[in_test]]
     if not monitor:
         return x, y, x_test, y_test
-    left = np.setdiff1d(np.flatnonzero(np.isin(train.y, task.classes)), index)
+    left = (np.array([], "int64") if isinstance(index, slice) else
+            np.setdiff1d(np.flatnonzero(np.isin(train.y, task.classes)), index))
     pick = np.random.default_rng(seed + 2)
     size = max(1, min(MONITOR_SIZE, len(x) // MONITOR_SHARE))
     if len(left):
