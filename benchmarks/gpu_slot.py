@@ -78,13 +78,30 @@ def calibrate(args: argparse.Namespace) -> int:
                         say(f"{exercise}: {line}")
                 say(f"{exercise} {phase}: {len(kept)} trainings in {time.monotonic() - start:.1f} s")
             done[exercise] = result
+            write_section(REPO / "docs" / "calibration.md", result)
+            pack(args.profile)
     for exercise, result in done.items():
-        write_section(REPO / "docs" / "calibration.md", result)
         rates = {name: rate.said() for name, rate in _rates(result)}
-        say(f"{exercise}: section written; seeds {len(result['seeds'])}; proposed {json.dumps(result['thresholds'])}; "
-            f"rates {rates}")
+        say(f"{exercise}: seeds {len(result['seeds'])}; proposed {json.dumps(result['thresholds'])}; rates {rates}")
     say(f"{trained} trainings in all")
     return 0 if trained else 1
+
+
+def pack(profile: str) -> None:
+    """$OUT/slot.tar.gz: docs/calibration.md and the profile's records as they are now (written anew after each
+    model, so that a slot stopped from outside still brings back every section it wrote)."""
+    import os
+    import tarfile
+
+    out = os.environ.get("OUT")
+    if not out:
+        return
+    tmp = Path(out) / "slot.tar.gz.part"
+    with tarfile.open(tmp, "w:gz") as tar:
+        tar.add(REPO / "docs" / "calibration.md", arcname="docs/calibration.md")
+        for path in sorted((REPO / "docs" / "calibration").glob(f"*-{profile}*.jsonl")):
+            tar.add(path, arcname=f"docs/calibration/{path.name}")
+    tmp.rename(Path(out) / "slot.tar.gz")
 
 
 def _rates(result: dict):

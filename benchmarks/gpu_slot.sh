@@ -33,8 +33,8 @@ while [ $# -gt 0 ]; do
         --wheels) MODE=wheels ;;
         --prepare) MODE=prepare ;;
         --rehearse) MODE=rehearse ;;
-        --budget) BUDGET=$2; shift ;;
-        --seeds|--first-seed|--batch) ARGS+=("$1" "$2"); shift ;;
+        --budget) BUDGET=${2:?"--budget needs seconds"}; BUDGET=${BUDGET%.*}; shift ;;
+        --seeds|--first-seed|--batch) ARGS+=("$1" "${2:?"$1 needs a number"}"); shift ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "gpu_slot.sh: unknown argument '$1': expected --wheels, --prepare, --rehearse, --budget S, --seeds N," \
                 "--first-seed F or --batch K" >&2; exit 2 ;;
@@ -43,9 +43,9 @@ while [ $# -gt 0 ]; do
 done
 
 # What the device lacks (its package list: /work/.library/device/KINDS.md) and the grader needs, pinned to this
-# project's versions. jax, numpy, ml-dtypes, h5py, absl-py, rich, pyyaml, typer, pytest and typing-extensions
-# are there.
-CARRIED="keras==3.15.1 namex==0.1.0 optree==0.20.0 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5"
+# project's versions (typing-extensions too: the device's may be older than pydantic-core needs). jax, numpy,
+# ml-dtypes, h5py, absl-py, rich, pyyaml, typer and pytest are there.
+CARRIED="keras==3.15.1 namex==0.1.0 optree==0.20.0 pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0"
 LIMIT=$((64 * 1024 * 1024))
 DATA_FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
 
@@ -96,14 +96,22 @@ pack() {  # everything else that travels, made here from this checkout (no netwo
     fi
 }
 
+install() {  # install PYTHON SITE WHEELS...: as the device installs them (deepgrade says Python 3.11; the device has 3.12)
+    local py=$1 site=$2
+    shift 2
+    rm -rf "$site"
+    "$py" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --ignore-requires-python \
+        --target "$site" "$@"
+}
+
 run() {  # $PYTHON: the interpreter (the device's python3)
     local py=${PYTHON:-python3} site=${SITE:-/tmp/slot-site}
     mkdir -p "$OUT"
     exec > >(tee "$OUT/slot.log") 2>&1
+    local tee_pid=$!
     echo "gpu_slot: $(date -u +%FT%TZ), $($py --version 2>&1), budget ${BUDGET} s, ${ARGS[*]:-}"
     local start=$SECONDS
-    rm -rf "$site"
-    $py -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$SLOT"/wheels/*.whl
+    install "$py" "$site" "$SLOT"/wheels/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" KERAS_BACKEND=jax DEEPGRADE_BWRAP=off
     export KERAS_HOME=${KERAS_HOME:-/tmp/slot-keras}
     # one compile per architecture and batch shape for the whole slot (the course's own models only: trusted)
@@ -111,13 +119,17 @@ run() {  # $PYTHON: the interpreter (the device's python3)
     mkdir -p "$KERAS_HOME/datasets/fashion-mnist"
     for f in $DATA_FILES; do cp "$SLOT/data/$f" "$KERAS_HOME/datasets/fashion-mnist/$f"; done
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-    local left=$((BUDGET - (SECONDS - start) - ${BENCH_SECONDS:-120}))
+    local bench=${BENCH_SECONDS:-120}
+    local left=$((BUDGET - (SECONDS - start) - bench))
     local status=0
-    $py benchmarks/gpu_slot.py calibrate --models "$SLOT/models" --budget "$left" "${ARGS[@]}" || status=$?
-    $py benchmarks/gpu.py ${BENCH_ARGS:-} > "$OUT/gpu.txt" 2>&1 || echo "gpu_slot: benchmarks/gpu.py failed (gpu.txt says why)"
+    # gpu_slot.py packs $OUT/slot.tar.gz after each model it calibrates: a slot cut short keeps what ended
+    OUT="$OUT" $py benchmarks/gpu_slot.py calibrate --models "$SLOT/models" --budget "$left" "${ARGS[@]}" || status=$?
+    timeout "$bench" $py benchmarks/gpu.py ${BENCH_ARGS:-} > "$OUT/gpu.txt" 2>&1 \
+        || echo "gpu_slot: benchmarks/gpu.py failed or ran out of its ${bench} s (gpu.txt says how far it got)"
     tail -n 20 "$OUT/gpu.txt"
-    tar -czf "$OUT/slot.tar.gz" docs/calibration.md $(ls docs/calibration/*-full*.jsonl 2>/dev/null)
     echo "gpu_slot: done in $((SECONDS - start)) s; in \$OUT: slot.log gpu.txt slot.tar.gz"
+    exec 1>&- 2>&-
+    wait "$tee_pid" || true
     return $status
 }
 
@@ -152,7 +164,8 @@ EOF
     cat > "$copy/.rehearsal/sitecustomize.py" <<'EOF'
 import importlib.machinery, os, sys
 ABSENT = {"tensorflow", "tensorflow_hub", "tf_keras", "nbformat", "nbclient", "nbgrader", "ipykernel", "IPython"}
-CARRIED = {"keras", "namex", "optree", "pydantic", "pydantic_core", "annotated_types", "typing_inspection", "deepgrade"}
+CARRIED = {"keras", "namex", "optree", "pydantic", "pydantic_core", "annotated_types", "typing_inspection",
+           "typing_extensions", "deepgrade"}
 SITE = os.environ["SITE"]
 class Device:
     def find_spec(self, name, path=None, target=None):
@@ -173,8 +186,13 @@ EOF
         if "$candidate" --version >/dev/null 2>&1; then py3=$candidate; break; fi
     done
     if [ -n "$py3" ]; then
-        "$py3" -m compileall -q "$copy/src/deepgrade" "$copy/benchmarks" >/dev/null \
-            && echo "gpu_slot: deepgrade and the benchmarks compile under $($py3 --version)"
+        if ! "$py3" -m compileall -q "$copy/src/deepgrade" "$copy/benchmarks" >/dev/null; then
+            echo "gpu_slot: deepgrade or the benchmarks do not compile under $($py3 --version)" >&2
+            exit 1
+        fi
+        echo "gpu_slot: deepgrade and the benchmarks compile under $($py3 --version)"
+        install "$py3" "$copy/.site-3.12" "$SLOT"/wheels/*.whl  # the very wheels that travel, as the device installs them
+        echo "gpu_slot: the carried wheels install under $($py3 --version)"
     else
         echo "gpu_slot: no Python 3.12 here: the sources were not compiled under 3.12"
     fi

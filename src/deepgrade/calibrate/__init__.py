@@ -241,7 +241,7 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
     starts (the records keep every one that ended)."""
     import time
 
-    deadline = time.monotonic() + budget if budget else None
+    deadline = time.monotonic() + budget if budget is not None else None
     course.profile(exercise, profile)
     names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
     wanted = [_model_name(name, names) for name in only] if only else None

@@ -29,18 +29,39 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DeepgradeError, first_line
+
 BATCHED = "fastfit-seeds"  # Training.method of a seed trained in company
 PREDICT_ROWS = 4096       # rows per compiled prediction (as training.predicted_classes asks fastfit for)
 
 
-def unbatchable(options=None) -> str:
-    """Why a ``train_and_evaluate`` call with these options cannot train in company; "" when it can."""
+# The grader's own preparations and warm-ups (checks/transfer.py), known by their code: the same for every seed of a
+# block, so one stands for all. Any other callable makes a call train alone (two unknown ones may not be the same).
+KNOWN = ("restore.<locals>.prepare", "head_first.<locals>.<lambda>")
+
+
+def _code(f) -> str | None:
+    return None if f is None else getattr(f, "__qualname__", type(f).__qualname__)
+
+
+def unbatchable(options=None, prepare=None, warmup=None) -> str:
+    """Why a ``train_and_evaluate`` call with these arguments cannot train in company; "" when it can: only where
+    the call alone would train through fastfit (its shuffle and steps are what the batch reproduces)."""
     import keras
+
+    from .training import fast_path
 
     if keras.backend.backend() != "jax":
         return f"seeds train together on the JAX backend; this process runs Keras on {keras.backend.backend()}"
+    if not fast_path():
+        return "fastfit is off ($DEEPGRADE_FASTFIT=0): each seed trains with model.fit"
+    if keras.config.is_nnx_enabled() or keras.distribution.distribution() is not None:
+        return "Flax NNX or a Keras distribution is on: each seed trains with model.fit"
     if options is not None and (options.early_stopping or options.validation_split):
         return "fit_options() asks for early stopping or a validation split (each seed would stop on its own)"
+    for what, f in (("preparation", prepare), ("warm-up", warmup.frozen if warmup is not None else None)):
+        if f is not None and _code(f) not in KNOWN:
+            return f"a {what} the grader does not know ({_code(f)}): it may differ from seed to seed"
     return ""
 
 
@@ -283,19 +304,18 @@ _ACTIVE: list["_Together"] = []
 
 class _Together:
     def __init__(self, seeds: list[int]):
-        self.seeds, self.done, self.said = list(seeds), {}, []
+        self.seeds, self.done, self.said, self.failed = list(seeds), {}, [], set()
 
     def key(self, model, profile, defaults, task, options, prepare, warmup) -> str:
         """What makes two calls the same training: the model's config and compile settings, the budget, the task,
         the options, and which preparation and warm-up (by their code: the grader's restore of the course's base,
         its head-first warm-up; the same for every seed of a block)."""
         compiled = model.get_compile_config() if getattr(model, "compiled", False) else None
-        code = lambda f: None if f is None else getattr(f, "__qualname__", type(f).__qualname__)  # noqa: E731
         return json.dumps([model.get_config(), compiled, profile.model_dump(mode="json"),
                            defaults.model_dump(mode="json"), [list(task.classes), task.images_per_class],
-                           options.model_dump(mode="json") if options is not None else None, code(prepare),
-                           None if warmup is None else [warmup.epochs, code(warmup.frozen)]],
-                          sort_keys=True, default=str)
+                           options.model_dump(mode="json") if options is not None else None, _code(prepare),
+                           None if warmup is None else [warmup.epochs, _code(warmup.frozen)]],
+                          sort_keys=True, default=repr)
 
 
 @contextlib.contextmanager
@@ -316,13 +336,22 @@ def trained_in_company(model, profile, defaults, seed: int, task, options, prepa
     here = next((t for t in reversed(_ACTIVE) if seed in t.seeds), None)
     if here is None:
         return None
-    why = unbatchable(options)
+    why = unbatchable(options, prepare, warmup)
     if why:
         here.said.append(why)
         return None
     key = here.key(model, profile, defaults, task, options, prepare, warmup)
+    if key in here.failed:
+        return None
     if (key, seed) not in here.done:
-        for s, result in train_many(model, profile, defaults, here.seeds, task=task, prepare=prepare,
-                                    warmup=warmup).items():
+        try:
+            trained = train_many(model, profile, defaults, here.seeds, task=task, prepare=prepare, warmup=warmup)
+        except DeepgradeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - each seed then trains alone, where its own error is said as always
+            here.failed.add(key)
+            here.said.append(f"training them together failed ({type(exc).__name__}: {first_line(exc)})")
+            return None
+        for s, result in trained.items():
             here.done[(key, s)] = result
     return here.done.pop((key, seed))
