@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--profile", default="full")
     c.add_argument("--seeds", type=int, default=200)
     c.add_argument("--first-seed", type=int, default=0)
-    c.add_argument("--batch", type=int, default=100, help="seeds trained at once (one vmapped program)")
+    c.add_argument("--batch", type=int, default=50, help=(
+        "seeds trained at once (one vmapped program); the budget is checked between batches"))
     c.add_argument("--exercises", nargs="*", default=list(EXERCISES))
     args = parser.parse_args(argv)
     return build(args) if args.command == "build" else calibrate(args)
