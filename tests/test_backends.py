@@ -64,7 +64,7 @@ def test_the_baselines_left_to_the_records_fail_there_on_every_seed(course):
         for (model, check), rate in result["rates"]["baselines"].items():
             assert rate.k == 0 and rate.n >= 200, (exercise, model, check, rate)
             left += 1
-    assert left >= 1  # mlp's logistic, today
+    assert left >= 2  # mlp's logistic and regularization's overfit, today
 
 
 def calibrated(exercise: str, model: str) -> dict[str, tuple[float, float, float]]:
