@@ -53,31 +53,32 @@ travelling_bytes() {  # what the device tool sends: the tracked files (and untra
     { git ls-files -z --cached --others --exclude-standard | xargs -0 cat 2>/dev/null; find "$SLOT" -type f -print0 | xargs -0 cat; } | wc -c
 }
 
+has_wheels() {  # has_wheels DIR: DIR holds the wheels of $CARRIED, as its stamp says
+    [ -f "$1/.complete" ] && [ "$(cat "$1/.complete")" = "$CARRIED" ]
+}
+
+download() {  # download DIR [pip download options]: the wheels of $CARRIED into DIR, unless it has them
+    local dir=$1
+    shift
+    has_wheels "$dir" && return 0
+    rm -rf "$dir" && mkdir -p "$dir"
+    # shellcheck disable=SC2086
+    .venv/bin/python -m pip download --quiet --no-deps --only-binary=:all: "$@" -d "$dir" $CARRIED
+    echo "$CARRIED" > "$dir/.complete"
+}
+
 wheels() {  # the only step that downloads (from the package registry): make slot-wheels runs it
-    local py=.venv/bin/python
-    mkdir -p "$SLOT/wheels"
-    if [ ! -f "$SLOT/wheels/.complete" ] || [ "$(cat "$SLOT/wheels/.complete")" != "$CARRIED" ]; then
-        rm -rf "$SLOT/wheels" && mkdir -p "$SLOT/wheels"
-        # shellcheck disable=SC2086
-        $py -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-            -d "$SLOT/wheels" $CARRIED
-        echo "$CARRIED" > "$SLOT/wheels/.complete"
-    fi
-    if [ ! -f "$TWINS/.complete" ] || [ "$(cat "$TWINS/.complete")" != "$CARRIED" ]; then
-        rm -rf "$TWINS" && mkdir -p "$TWINS"  # the same versions built for this Python: the rehearsal's
-        # shellcheck disable=SC2086
-        $py -m pip download --quiet --no-deps --only-binary=:all: -d "$TWINS" $CARRIED
-        echo "$CARRIED" > "$TWINS/.complete"
-    fi
+    download "$SLOT/wheels" --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+    download "$TWINS"  # the same versions built for this Python: the rehearsal's
 }
 
 pack() {  # everything else that travels, made here from this checkout (no network)
     local py=.venv/bin/python
-    for stamp in "$SLOT/wheels/.complete" "$TWINS/.complete"; do
-        if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$CARRIED" ]; then
-            echo "gpu_slot: expected the carried wheels ($CARRIED) in $(dirname "$stamp"). Received: none or" \
-                 "others. Run make slot-wheels (or benchmarks/gpu_slot.sh --wheels) first: it downloads them." >&2
+    for dir in "$SLOT/wheels" "$TWINS"; do
+        if ! has_wheels "$dir"; then
+            echo "gpu_slot: expected the carried wheels ($CARRIED) in $dir. Received: none or others." \
+                 "Run make slot-wheels (or benchmarks/gpu_slot.sh --wheels) first: it downloads them." >&2
             exit 1
         fi
     done

@@ -61,10 +61,13 @@ def ks(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def row(label: str, values: list[float]) -> str:
-    s = sorted(values)
-    sd = statistics.stdev(s) if len(s) > 1 else 0.0
-    return (f"  {label:<34} n {len(s):>3}  mean {statistics.fmean(s):.4f}  sd {sd:.4f}  min {s[0]:.4f}  "
-            f"1% {s[int(0.01 * (len(s) - 1))]:.4f}  max {s[-1]:.4f}")
+    """The figures a calibration section shows (its own functions), on one line."""
+    from deepgrade.calibrate import Runs
+    from deepgrade.calibrate.section import _quantile
+
+    low, mean, high, sd = Runs(label, {"metric": values}).stats("metric")
+    return (f"  {label:<34} n {len(values):>3}  mean {mean:.4f}  sd {sd:.4f}  min {low:.4f}  "
+            f"1% {_quantile(values, 0.01):.4f}  max {high:.4f}")
 
 
 def main(argv: list[str] | None = None) -> int:

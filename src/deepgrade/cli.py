@@ -239,7 +239,9 @@ def calibrate(
     _check_profile(profile)
     _use_backend(backend)
     if batch:
-        _this_process_on(backend or os.environ.get("DEEPGRADE_BACKEND") or "jax", "--batch")
+        from .grader.backend import ENV
+
+        _this_process_on(os.environ.get(ENV) or "jax", "--batch")  # _use_backend put --backend there
     loaded = _course(course)
     profile = profile or default_profile()
     if render:

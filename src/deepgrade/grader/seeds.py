@@ -196,6 +196,7 @@ def train_many(model, profile, defaults, seeds: list[int], *, task=None, prepare
     ``loop`` as in fastfit.fit."""
     import jax
 
+    from . import fastfit
     from .training import Task, Training, _compile_defaults, _compile_like, _extend, _with_sublayers, confusion_matrix
 
     task = task or Task()
@@ -228,11 +229,10 @@ def train_many(model, profile, defaults, seeds: list[int], *, task=None, prepare
 
     start = time.monotonic()
     head = copies[0].model
-    weights = _stack([([v.value for v in c.model.trainable_variables], [v.value for v in c.model.non_trainable_variables])
-                      for c in copies])
-    with fastfit_pool():
-        classes = jax.jit(jax.vmap(_classes(head), in_axes=(0, None)))
-        classes_own = jax.jit(jax.vmap(_classes(head), in_axes=(0, 0)))
+    weights = _stack([fastfit._state(c.model, training=False)[:2] for c in copies])  # trainable, non-trainable
+    with fastfit.tiled_max_pool(jax.default_backend() == "cpu"):
+        classes = jax.jit(jax.vmap(fastfit.class_function(head), in_axes=(0, None)))
+        classes_own = jax.jit(jax.vmap(fastfit.class_function(head), in_axes=(0, 0)))
         x_test, test_axis = _shared([c.x_test for c in copies])
         x_train, train_axis = _shared([c.x for c in copies])
         predicted_test = _predict(classes if test_axis is None else classes_own, weights, x_test, test_axis)
@@ -251,25 +251,6 @@ def train_many(model, profile, defaults, seeds: list[int], *, task=None, prepare
             history=curves[i], confusion=confusion_matrix(c.y_test, predicted_test[i], task.num_classes),
             monitored_on=c.monitored_on, method=BATCHED)
     return results
-
-
-def fastfit_pool():
-    """fastfit's max pooling while tracing on a CPU (the same values, a faster gradient there)."""
-    import jax
-
-    from . import fastfit
-
-    return fastfit.tiled_max_pool(jax.default_backend() == "cpu")
-
-
-def _classes(model):
-    from jax import numpy as jnp
-
-    def classes(weights, rows):
-        scores, _ = model.predict_step(weights, (rows,))
-        return jnp.argmax(scores, axis=-1).astype(jnp.int32)
-
-    return classes
 
 
 def _rows_per_call(seeds: int) -> int:

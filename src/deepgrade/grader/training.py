@@ -276,10 +276,9 @@ def train_and_evaluate(model, profile: Profile, defaults: Compile, seed: int, *,
     from . import seeds as company
     from .progress import emit, epochs_callback
 
-    if company._ACTIVE:  # inside seeds.together(): trained beside the block's other seeds, where it can be
-        done = company.trained_in_company(model, profile, defaults, seed, task, options, prepare, warmup)
-        if done is not None:
-            return done
+    done = company.trained_in_company(model, profile, defaults, seed, task, options, prepare, warmup)
+    if done is not None:  # inside seeds.together(): trained beside the block's other seeds
+        return done
     seed_everything(seed)
     x, y, x_test, y_test, x_mon, y_mon, monitored_on = training_data(profile, seed, task, monitor=True)
     options = options or FitOptions()
