@@ -81,6 +81,30 @@ def real_notebook(course, name: str, out: Path, extra: list[str] = ()) -> Path:
     return out
 
 
+GENERATE = """
+import sys
+from nbgrader.apps.generateassignmentapp import GenerateAssignmentApp
+for name in sys.argv[1:]:  # `nbgrader generate_assignment NAME --force`, each in turn, in one process
+    app = GenerateAssignmentApp.instance()
+    app.initialize([name, "--force"])
+    app.start()
+    GenerateAssignmentApp.clear_instance()
+"""
+
+
+def generate_assignments(folder: Path, names: list[str]) -> None:
+    """``nbgrader generate_assignment NAME --force`` in ``folder`` for each of ``names``: nbgrader's own app, run
+    for each in turn in one process (one Python and nbgrader start for all of them)."""
+    import subprocess
+    import sys
+
+    from deepgrade.demo import tool_env
+
+    proc = subprocess.run([sys.executable, "-c", GENERATE, *names], cwd=folder, env=tool_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "| ERROR]" not in proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
 def real_expectation(name: str) -> str:
     """The ``# expect:`` line of tests/real_notebooks/NAME.ipy."""
     return re.search(r"^# expect: (.*)$", (REAL / f"{name}.ipy").read_text(), flags=re.M)[1]
