@@ -233,3 +233,62 @@ def test_every_calibrated_section_is_what_its_records_give():
         assert section, f"docs/calibration.md has no section {key} for {path.name}"
         assert section[1] == markdown(result), (f"docs/calibration.md's section {key} is not what {path.name} gives: "
                                                 f"run `deepgrade calibrate {exercise} --profile {profile} --render`")
+
+
+def test_each_answer_students_give_gets_its_verdict_rate_and_bound():
+    """An answer that must earn full marks is measured as the reference is (a training check failed twice under
+    the retry rule); one that must fail a check as a baseline is (a false pass); each with its 95% bound, and the
+    verdict is decided by the model only when that bound is at most 1/1000. An answer that must pass also bounds
+    the proposed threshold, as the reference does."""
+    from deepgrade.calibrate import ANSWER, markdown, propose_by_rule, rates
+
+    ref = Runs("reference solution", {"gap": [0.08] * 200})
+    overfit = Runs("baseline: overfit", {"gap": [0.15] * 200}, fails=("gap",), retried=False, structural=("gap",))
+    sure = Runs(ANSWER + "dropout", {"gap": [0.09] * 199 + [0.125]})
+    edge = Runs(ANSWER + "batchnorm", {"gap": [0.11] * 150 + [0.13] * 50})
+    weak = Runs(ANSWER + "l2", {"gap": [0.16] * 199 + [0.11]}, fails=("gap",))
+    found = rates([ref, overfit, sure, edge, weak], {"gap": 0.12})
+    assert list(found["baselines"]) == [("baseline: overfit", "gap")] and set(found["answers"]) == {
+        ANSWER + "dropout", ANSWER + "batchnorm", ANSWER + "l2"}
+    dropout, batchnorm, l2 = (found["answers"][ANSWER + n] for n in ("dropout", "batchnorm", "l2"))
+    assert (dropout.full.k, dropout.full.n) == (1, 200) and dropout.holds  # 1/200 once: 2.5e-5, bound 5.6e-4
+    assert (batchnorm.full.k, batchnorm.wrong.estimate) == (50, 0.0625) and not batchnorm.holds  # a coin flip
+    assert l2.wrong.k == 1 and l2.wrong.estimate == pytest.approx(1 - (199 / 200) ** 2) and not l2.holds
+    text = markdown({"exercise": "regularization", "profile": "smoke", "seeds": list(range(200)),
+                     "runs": [ref, overfit, sure, edge, weak], "thresholds": {}, "current": {"gap": 0.12},
+                     "rates": found, "environment": {"device": "cpu"}})
+    assert "| dropout | full marks | 1/200 | 2.50e-05 | 5.52e-04 | 0.99997, at least 0.99945 | yes |" in text
+    assert "| batchnorm | full marks | 50/200 | 6.25e-02 |" in text and text.count("| **no** |") == 2
+    assert "| l2 | fails `gap` | 1/200 | 9.97e-03 | 4.64e-02 | 0.00997, at most 0.04644 | **no** |" in text
+    # the passing answer's allowed tail (0.09: 2 of its 200 seeds may lie past it) bounds the room as the reference's
+    # does, the failing answer's best seed (0.11) from the other side: the threshold is the middle, 0.1
+    assert propose_by_rule(ref, [overfit, sure, weak], "gap")[0] == 0.1
+    assert propose_by_rule(ref, [overfit, weak], "gap")[0] == 0.095  # without it: the reference's 0.08 + MARGIN
+    crowded = Runs(ANSWER + "late", {"gap": [0.14] * 200})  # must pass, but lies beyond a baseline's reach
+    assert propose_by_rule(ref, [Runs("baseline: b", {"gap": [0.13] * 200}, fails=("gap",)), crowded], "gap")[0] is None
+
+
+def test_course_yml_answers_are_checked_like_baselines(tmp_path):
+    import shutil
+
+    import yaml
+
+    for name in ("course.yml", "solutions", "autograders", "exercises", "tests"):
+        source = ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
+    data = yaml.safe_load((tmp_path / "course.yml").read_text())
+    answers = data["exercises"]["regularization"].setdefault("answers", {})
+    answers["dropout"] = {"answer": "tests/submissions/regularization/dropout.py", "fails": ["gapp"], "why": "w"}
+    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"exercises.regularization.answers.dropout.fails: expected checks of "
+                                          r"regularization \(keeps_baseline, accuracy, gap\). Received: \['gapp'\]"):
+        load_course(tmp_path)
+    answers["dropout"] = {"answer": "tests/submissions/regularization/none.py", "why": "w"}
+    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"exercises.regularization.answers.dropout.answer: expected an existing file"):
+        load_course(tmp_path)
+    answers.clear()
+    answers["overfit"] = {"answer": "tests/submissions/regularization/overfit.py", "fails": ["gap"], "why": "w"}
+    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"expected each answer's name to differ from the baselines'"):
+        load_course(tmp_path)

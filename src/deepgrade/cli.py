@@ -215,10 +215,10 @@ def calibrate(
         "keep the trainings in the section's records and write the section into docs/calibration.md"))] = True,
     workers: Annotated[int, typer.Option(min=1, help="grader workers training side by side (they may share a GPU)")] = 1,
     models: Annotated[Path | None, typer.Option(help=(
-        "keep the built reference and baselines here, and reuse them (grade on a machine that cannot build them)"))] = None,
+        "keep the built models here, and reuse them (grade on a machine that cannot build them)"))] = None,
     first_seed: Annotated[int, typer.Option(min=0, help="the first seed (extend a run: --first-seed 200)")] = 0,
     only: Annotated[list[str] | None, typer.Option(help=(
-        "train only this model ('reference solution' or a baseline's name); repeat for more"))] = None,
+        "train only this model ('reference solution', a baseline's or an answer's name); repeat for more"))] = None,
     fresh: Annotated[bool, typer.Option(help="drop the section's earlier records instead of adding to them")] = False,
     render: Annotated[bool, typer.Option(help=(
         "train nothing: recompute the section from its records at course.yml's thresholds"))] = False,
@@ -230,9 +230,10 @@ def calibrate(
     backend: BackendOpt = None,
     course: CourseOpt = None,
 ) -> None:
-    """Train the reference solution and the naive baselines under N seeds, one training each, adding them to the
-    section's records (docs/calibration/); report, from all records, the reference's false-fail and each
-    baseline's false-pass rate under the retry rule; propose thresholds."""
+    """Train the reference solution, the naive baselines and the answers students give (course.yml) under N seeds,
+    one training each, adding them to the section's records (docs/calibration/); report, from all records, the
+    reference's false-fail rate, each baseline's false-pass rate and how often each answer gets its verdict under
+    the retry rule; propose thresholds."""
     from . import calibrate as cal
     from .grader import default_profile
 

@@ -1,10 +1,12 @@
-"""``deepgrade calibrate``: train the reference and the naive baselines under N seeds, propose thresholds.
+"""``deepgrade calibrate``: train the reference, the naive baselines and the answers students give under N seeds,
+propose thresholds.
 
-The reference and each baseline are built once in the student's sandbox; each seed's training then goes
-through the same trusted grader as a student's submission (a pool of the batch's persistent grader workers,
-``--workers``), so the numbers are the ones a grade is made of, on the grader's backend (``--backend``). Each
-seed is one training (no retry): from them, the reference's false-fail rate and each baseline's false-pass
-rate under the retry rule (:mod:`deepgrade.grader.run`), with 95% upper bounds. The result is printed and
+The reference, each baseline and each answer (course.yml ``answers:``) are built once in the student's sandbox;
+each seed's training then goes through the same trusted grader as a student's submission (a pool of the batch's
+persistent grader workers, ``--workers``), so the numbers are the ones a grade is made of, on the grader's backend
+(``--backend``). Each seed is one training (no retry): from them, the reference's false-fail rate, each baseline's
+false-pass rate and how often each answer gets its verdict (:class:`Verdict`) under the retry rule
+(:mod:`deepgrade.grader.run`), with 95% bounds. The result is printed and
 written to docs/calibration.md, in a section per exercise, profile and backend that a later run replaces.
 """
 
@@ -33,6 +35,7 @@ from .records import (
     section_files,
 )
 from .rule import (
+    ANSWER,
     LOWER_IS_BETTER,
     MARGIN,
     METRIC_CHECK,
@@ -40,6 +43,7 @@ from .rule import (
     TARGET,
     Rate,
     Runs,
+    Verdict,
     false_fail,
     false_pass,
     propose,
@@ -50,8 +54,8 @@ from .rule import (
 from .section import _seeds, markdown, write_section
 
 __all__ = [
-    "LOWER_IS_BETTER", "MARGIN", "MEASURED", "METRIC_CHECK", "RECORDS", "SAME", "SPREAD", "TARGET", "Model", "Rate",
-    "Recorder", "Runs", "_seeds", "add_records", "build_models", "calibrate", "false_fail", "false_pass",
+    "ANSWER", "LOWER_IS_BETTER", "MARGIN", "MEASURED", "METRIC_CHECK", "RECORDS", "SAME", "SPREAD", "TARGET", "Model", "Rate",
+    "Recorder", "Runs", "Verdict", "_seeds", "add_records", "build_models", "calibrate", "false_fail", "false_pass",
     "from_records", "markdown", "propose", "propose_by_rule", "rates", "read_records", "records_path", "render",
     "section_files", "upper_bound", "write_section",
 ]
@@ -59,7 +63,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Model:
-    """A model calibration trains: the reference solution or a baseline, built once in the student's sandbox."""
+    """A model calibration trains: the reference solution, a baseline or an answer students give, built once in the
+    student's sandbox."""
 
     name: str
     submission: Submission
@@ -68,7 +73,7 @@ class Model:
 
 def build_models(course: LoadedCourse, exercise: str, folder: Path,
                  progress: Callable[[str], None] = lambda line: None, only: list[str] | None = None) -> list[Model]:
-    """The reference and every baseline of ``exercise``, each run once in the student's sandbox; their model files
+    """The reference, every baseline and every answer of ``exercise``, each run once in the student's sandbox; their model files
     and submissions are kept in ``folder/<exercise>/<name>/`` and reused from there when present (a GPU machine
     without TensorFlow or bubblewrap grades the models another machine built)."""
     from ..grader.run import build_submission
@@ -77,6 +82,8 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
     wanted = [("reference solution", course.source_notebook(exercise), ())]
     for name, spec in ex.baselines.items():
         wanted.append((f"baseline: {name}", course.root / spec.answer, tuple(spec.fails)))
+    for name, spec in ex.answers.items():
+        wanted.append((f"{ANSWER}{name}", course.root / spec.answer, tuple(spec.fails)))
     models = []
     for name, source, fails in wanted:
         if only is not None and name not in only:
@@ -243,7 +250,8 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
 
     deadline = time.monotonic() + budget if budget is not None else None
     course.profile(exercise, profile)
-    names = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
+    ex = course.exercise(exercise)
+    names = ["reference solution", *(f"baseline: {name}" for name in ex.baselines), *(ANSWER + name for name in ex.answers)]
     wanted = [_model_name(name, names) for name in only] if only else None
     seed_list = list(range(first_seed, first_seed + seeds))
     if not record and wanted is not None and "reference solution" not in wanted:
@@ -263,9 +271,10 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
 
 
 def _model_name(name: str, names: list[str]) -> str:
-    """--only's name as calibrate calls the model ("overfit" -> "baseline: overfit"), or a clear error."""
-    for candidate in (name, f"baseline: {name}"):
+    """--only's name as calibrate calls the model ("overfit" -> "baseline: overfit", "dropout" -> "answer:
+    dropout"), or a clear error."""
+    for candidate in (name, f"baseline: {name}", ANSWER + name):
         if candidate in names:
             return candidate
-    shown = ", ".join(n.removeprefix("baseline: ") for n in names)
+    shown = ", ".join(n.removeprefix("baseline: ").removeprefix(ANSWER) for n in names)
     raise ConfigError(f"calibrate --only: expected one of {shown}. Received: {name!r}.")

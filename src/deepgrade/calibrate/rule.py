@@ -13,6 +13,7 @@ from ..grader.run import METRIC_OF
 # metric in the grade's environment -> the check whose threshold it decides
 METRIC_CHECK = {metric: check for check, metric in METRIC_OF.items()}  # the retry rule's, inverted
 LOWER_IS_BETTER = {"gap"}  # a maximum, not a minimum
+ANSWER = "answer: "  # calibration's name of an answer of course.yml's ``answers:`` ("answer: dropout")
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,11 @@ class Runs:
     retried: bool = True  # passes every check that does not train: a failed training is trained again
     structural: tuple[str, ...] = ()  # checks it fails on what it is, whatever a training gives (no threshold needed)
     seeds: tuple[int, ...] = ()  # the seed of each value, where known
+
+    @property
+    def answer(self) -> bool:
+        """An answer students give (course.yml ``answers:``), not the reference or a baseline."""
+        return self.name.startswith(ANSWER)
 
     def stats(self, metric: str) -> tuple[float, float, float, float]:
         """min, mean, max and standard deviation over the seeds."""
@@ -92,9 +98,9 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
 
 def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy",
                     checks: int = 1) -> tuple[float | None, str]:
-    """The threshold the retry rule needs: the reference loses a grade to this check at most TARGET / ``checks``
-    of the time (95% upper bound, ``checks`` training checks sharing the target), and every baseline that must
-    fail it does on every seed. Of the thresholds that do both, the middle one (rounded to 0.001), so both
+    """The threshold the retry rule needs: the reference, and every answer among ``baselines`` that must earn full
+    marks, loses a grade to this check at most TARGET / ``checks`` of the time (95% upper bound, ``checks``
+    training checks sharing the target), and every baseline or answer that must fail it does on every seed. Of the thresholds that do both, the middle one (rounded to 0.001), so both
     errors keep room, but no more than MARGIN below the reference's allowed tail (a baseline far below must not
     drag the threshold down to it); with no baseline to fail, the lower of that bound and :func:`propose`'s.
     Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
@@ -106,6 +112,11 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
         threshold, why = propose(reference, baselines, metric)
         return threshold, f"{n} seeds are too few to show the retry rule's bound, so the margin rule: {why}"
     high = _round_down(ref[allowed])  # at most `allowed` seeds of the reference below it
+    for run in (r for r in baselines if r.answer and not r.fails and metric in r.values):  # answers that must pass
+        mine = sorted(sign * v for v in run.values[metric])
+        room = max((k for k in range(len(mine)) if upper_bound(k, len(mine)) ** 2 <= TARGET / checks), default=None)
+        if room is not None:  # too few seeds to show the bound: the answer's own rate says so in its table
+            high = min(high, _round_down(mine[room]))
     must_fail = _must_fail(baselines, metric)
     reach = max((sign * v for b in must_fail for v in b.values[metric]), default=None)
     low = math.ceil((reach + 0.0005) * 1000 - 1e-9) / 1000 if reach is not None else None
@@ -194,13 +205,55 @@ def false_pass(run: Runs, metric: str, threshold: float) -> Rate:
     return Rate(k, n, False, q, q_upper)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """How often an answer students give gets full marks under the retry rule, against the verdict course.yml
+    names for it (full marks, or the checks it must fail)."""
+
+    name: str
+    fails: tuple[str, ...]  # the checks it must fail; () when it must earn full marks
+    full: Rate              # k: its trainings that fail a training check; estimate: P(not full marks) with the rule
+    passes: dict[str, Rate]  # per check it must fail: the false-pass rate (as a baseline's)
+
+    @property
+    def wrong(self) -> Rate:
+        """The rate of the wrong verdict: not full marks for an answer that must earn them, else the highest
+        false-pass rate of the checks it must fail."""
+        if not self.fails:
+            return self.full
+        return max(self.passes.values(), key=lambda r: r.upper, default=Rate(0, 0, False, 0.0, 1.0))
+
+    @property
+    def holds(self) -> bool:
+        """The verdict is decided by the model: its wrong side at most TARGET (95% upper bound)."""
+        return self.wrong.upper <= TARGET
+
+
+def not_full_marks(run: Runs, thresholds: dict[str, float]) -> Rate:
+    """How often ``run`` misses full marks: a training check failed by its first training and by its second (a
+    model that passes every check that does not train gets one); always, when it fails one of those."""
+    metrics = [(m, thresholds[c]) for m, c in METRIC_CHECK.items() if m in run.values and thresholds.get(c) is not None]
+    n = len(next(iter(run.values.values())))
+    if not run.retried:
+        return Rate(n, n, False, 1.0, 1.0, structural=True)
+    k = sum(any(_fails(m, run.values[m][i], t) for m, t in metrics) for i in range(n))
+    return Rate(k, n, True, (k / n) ** 2, upper_bound(k, n) ** 2)
+
+
 def rates(runs: list[Runs], thresholds: dict[str, float | None]) -> dict:
-    """The reference's false-fail rate over all its training checks, and each baseline's false-pass rate for each
-    check it must fail, at ``thresholds``."""
-    reference, baselines = runs[0], runs[1:]
-    out = {"reference": false_fail(reference, thresholds), "baselines": {}}
-    for run in baselines:
-        for metric, check in METRIC_CHECK.items():
-            if check in run.fails and metric in run.values and thresholds.get(check) is not None:
-                out["baselines"][(run.name, check)] = false_pass(run, metric, thresholds[check])
+    """The reference's false-fail rate over all its training checks, each baseline's false-pass rate for each
+    check it must fail, and each answer's verdict (:class:`Verdict`), at ``thresholds``."""
+    reference, others = runs[0], runs[1:]
+    out = {"reference": false_fail(reference, thresholds), "baselines": {}, "answers": {}}
+    for run in others:
+        passes = {check: false_pass(run, metric, thresholds[check]) for metric, check in METRIC_CHECK.items()
+                  if check in run.fails and metric in run.values and thresholds.get(check) is not None}
+        if run.answer:
+            n = len(next(iter(run.values.values())))
+            for check in set(run.fails) - set(passes) - set(METRIC_CHECK.values()):  # a check that does not train
+                passes[check] = (Rate(0, n, False, 0.0, 0.0, structural=True) if check in run.structural
+                                 else Rate(n, n, False, 1.0, 1.0))
+            out["answers"][run.name] = Verdict(run.name, run.fails, not_full_marks(run, thresholds), passes)
+        else:
+            out["baselines"].update({(run.name, check): rate for check, rate in passes.items()})
     return out

@@ -7,7 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from .rule import METRIC_CHECK, Rate
+from .rule import ANSWER, METRIC_CHECK, TARGET, Rate, Verdict, upper_bound
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -75,12 +75,37 @@ def markdown(result: dict) -> str:
                 continue
             lines.append(f"| {name} | false pass of `{check}` | {rate.k}/{rate.n} | {'yes' if rate.retried else 'no'} | "
                          f"{rate.estimate:.2e} | {rate.upper:.2e} |")
+        if found.get("answers"):
+            lines += ["", "The answers students give (course.yml `answers:`), each against the verdict it must get; the "
+                      f"verdict is decided by the model when its wrong side is at most {TARGET:.0e} (95% bound):", "",
+                      "| answer | verdict it must get | one training on the wrong side | wrong verdict with the rule | "
+                      "95% upper bound | full marks with the rule (95% bound) | decided by the model |",
+                      "|---|---|---|---|---|---|---|"]
+            for verdict in found["answers"].values():
+                lines.append(_verdict_row(verdict))
     lines.append("")
     for check, (threshold, why) in result["thresholds"].items():
         current = result["current"].get(check)
         shown_t = f"**{threshold:.3f}**" if threshold is not None else "**none**"
         lines.append(f"Proposed `{check}` threshold: {shown_t} ({why}); course.yml has {current}.")
     return "\n".join(lines) + "\n"
+
+
+def _verdict_row(verdict: Verdict) -> str:
+    wrong, full = verdict.wrong, verdict.full
+    must = "full marks" if not verdict.fails else "fails " + ", ".join(f"`{c}`" for c in verdict.fails)
+    if wrong.structural:
+        seen = f"{wrong.k}/{wrong.n}: on what it is, whatever the training gives"
+    else:
+        seen = f"{wrong.k}/{wrong.n}"
+    if full.structural:
+        shown = "0 (on what it is)"
+    elif not verdict.fails:
+        shown = f"{1 - full.estimate:.5f}, at least {1 - full.upper:.5f}"
+    else:  # the fewer trainings fail a check, the likelier full marks: its bound from the other side
+        shown = f"{1 - full.estimate:.5f}, at most {1 - (1 - upper_bound(full.n - full.k, full.n)) ** 2:.5f}"
+    return (f"| {verdict.name.removeprefix(ANSWER)} | {must} | {seen} | {wrong.estimate:.2e} | {wrong.upper:.2e} | "
+            f"{shown} | {'yes' if verdict.holds else '**no**'} |")
 
 
 def _backend_key(result: dict) -> str:

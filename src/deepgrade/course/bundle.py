@@ -10,7 +10,7 @@ It holds
 
 - course.yml, rewritten: every exercise's checks, points, compile settings, jail limits, profiles (budgets and
   thresholds) and transfer task as written; ``notebook:`` names the released stub (``exercises/...``), the
-  transfer ``handle:`` the release's copy of the base; ``baselines:`` are dropped (their answers are sample
+  transfer ``handle:`` the release's copy of the base; ``baselines:`` and ``answers:`` are dropped (their answers are sample
   solutions in tests/submissions/, which never travel);
 - the autograders (every ``*.py`` of the folders holding the exercises' autograders);
 - the released notebooks and the release's pretrained base: what ``nbgrader generate_assignment`` gives
@@ -42,7 +42,7 @@ HEADER = """\
 # The course packaged with deepgrade, used when there is no course.yml above the working directory and no
 # $DEEPGRADE_COURSE (a released notebook checked outside the repository). Rewritten from the source:
 # `notebook:` names the released stub and the transfer `handle:` the release's base (exercises/...);
-# `baselines:` are left out (their answers are sample solutions, which never travel).
+# `baselines:` and `answers:` are left out (their answers are sample solutions, which never travel).
 """
 
 
@@ -73,6 +73,7 @@ def bundle_files(repo: Path | str) -> dict[str, bytes]:
     for name, ex in loaded.course.exercises.items():
         raw = data["exercises"][name]
         raw.pop("baselines", None)
+        raw.pop("answers", None)
         release = loaded.release_notebook(name)
         if not release.is_file():
             raise ConfigError(f"{loaded.path}: exercises.{name}: expected the released notebook {release}.",

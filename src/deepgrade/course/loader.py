@@ -138,7 +138,8 @@ def load_course(path: Path | str | None = None) -> LoadedCourse:
 def _check_files(loaded: LoadedCourse) -> None:
     for name, ex in loaded.course.exercises.items():
         files = {"notebook": ex.notebook, "autograder": ex.autograder,
-                 **{f"baselines.{b}.answer": spec.answer for b, spec in ex.baselines.items()}}
+                 **{f"baselines.{b}.answer": spec.answer for b, spec in ex.baselines.items()},
+                 **{f"answers.{a}.answer": spec.answer for a, spec in ex.answers.items()}}
         for key, rel in files.items():
             if not (loaded.root / rel).is_file():
                 raise ConfigError(
@@ -148,11 +149,16 @@ def _check_files(loaded: LoadedCourse) -> None:
                 )
         if ex.transfer is not None:
             _check_transfer(loaded, name, ex.transfer)
-        for b, spec in ex.baselines.items():
+        for key, spec in [*(("baselines." + b, s) for b, s in ex.baselines.items()),
+                          *(("answers." + a, s) for a, s in ex.answers.items())]:
             unknown = [c for c in spec.fails if c not in ex.checks]
             if unknown:
-                raise ConfigError(f"{loaded.where}: exercises.{name}.baselines.{b}.fails: expected checks of "
+                raise ConfigError(f"{loaded.where}: exercises.{name}.{key}.fails: expected checks of "
                                   f"{name} ({', '.join(ex.checks)}). Received: {unknown}.")
+        clash = sorted(set(ex.baselines) & set(ex.answers))
+        if clash:
+            raise ConfigError(f"{loaded.where}: exercises.{name}: expected each answer's name to differ from the "
+                              f"baselines'. Received: {clash} in both baselines and answers.")
 
 
 def _check_transfer(loaded: LoadedCourse, name: str, transfer: Transfer) -> None:

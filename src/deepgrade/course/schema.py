@@ -68,6 +68,15 @@ class Baseline(_Strict):
     fails: list[str]
 
 
+class Answer(_Strict):
+    """An answer students give (the exercise's own text suggests it, or a variation of it): calibration trains it
+    beside the reference and measures how often it gets the verdict named here, on every check that trains."""
+
+    answer: str  # a file of solution-cell code, as in tests/submissions/
+    fails: list[str] = []  # the checks it must fail; none: it earns full marks
+    why: Annotated[str, Field(min_length=1, description="why that verdict is the right one for this answer")]
+
+
 class Pretrain(_Strict):
     """How `deepgrade pretrain` builds the course's own feature extractor (reproducible from these)."""
 
@@ -104,6 +113,7 @@ class Exercise(_Strict):
     sandbox: Sandbox = Sandbox()
     profiles: dict[Literal["smoke", "full"], Profile]
     baselines: dict[str, Baseline] = {}
+    answers: dict[str, Answer] = {}  # what students hand in: each one's verdict calibrated (docs/calibration.md)
 
 
 class Course(_Strict):
