@@ -156,6 +156,25 @@ def saved(page, quiz):
     return json.loads(raw) if raw else None
 
 
+def stored(context, url: str, quiz, expected: dict, timeout: float = 20.0) -> None:
+    """Wait until another page of ``context`` reads ``expected`` from localStorage: the browser's own copy, which
+    a reload reads (a page's writes reach it asynchronously; on a loaded machine a reload came first once)."""
+    import time
+
+    reader = context.new_page()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            reader.goto(url)
+            found = saved(reader, quiz)
+            if found == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert found == expected, f"the browser's localStorage never held the page's progress: {found}"
+    finally:
+        reader.close()
+
+
 def test_progress_is_kept_in_the_browser_and_reset_clears_it(browser, tmp_path):
     """Answer, reload: the answers, attempts and score are back. Another student's page on the same browser
     starts fresh. Reset (confirmed) clears it all, also after a reload."""
@@ -174,6 +193,7 @@ def test_progress_is_kept_in_the_browser_and_reset_clears_it(browser, tmp_path):
     assert saved(page, alice) == {"answers": ["10 7; 8 12", "5.75 4.25; 5.25 8.5", None, None, None, None, None],
                                   "attempts": [1, 2, 0, 0, 0, 0, 0], "first": [True, False, None, None, None, None, None],
                                   "score": 1}
+    stored(context, url, alice, saved(page, alice))
 
     page.reload(wait_until="load")
     expect(page.locator("#score")).to_contain_text(score)  # restored by the page's script (waits for it)
