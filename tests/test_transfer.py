@@ -32,9 +32,10 @@ def test_solution_passes_every_check(graded):
 
 @pytest.mark.slow
 def test_fine_tuning_with_a_huge_learning_rate_collapses(graded):
-    """The calibration baseline too_fast: the base's weights change, but Adam(0.1) destroys its features (the
-    shared grade test_backends compares with JAX's)."""
-    checks = by_name(graded("transfer", "too_fast"))
+    """The calibration baseline too_fast: the base's weights change, but Adam(0.1) destroys its features. One
+    training, as calibration measures it: its retry would train the whole grade again for the same message
+    (the retry rule's own tests are in test_retry)."""
+    checks = by_name(graded("transfer", "too_fast", retry=False))
     assert checks["fine_tuning"].message.startswith("Fine-tuning collapsed: expected test accuracy of at least")
     assert "Adam(1e-4)" in checks["fine_tuning"].message  # says what to do
     assert ("The fine-tuning epochs ran with Adam(learning_rate=0.1), as build_finetune_model(base) compiled it."

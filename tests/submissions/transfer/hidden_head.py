@@ -1,0 +1,13 @@
+# expect: decided by the model (calibrated): a hidden layer in the head, Dense(128, relu) + Dropout(0.5) + Dense(5); fine-tuning with Adam(1e-4)
+def build_model(base):
+    base.trainable = False
+    return keras.Sequential([keras.Input(shape=(28, 28, 1)), base, layers.Dense(128, activation="relu"),
+                             layers.Dropout(0.5), layers.Dense(5, activation="softmax")])
+
+
+def build_finetune_model(base):
+    base.trainable = True
+    model = keras.Sequential([keras.Input(shape=(28, 28, 1)), base, layers.Dense(128, activation="relu"),
+                              layers.Dropout(0.5), layers.Dense(5, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
