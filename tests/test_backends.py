@@ -69,13 +69,14 @@ def on_tensorflow(course, exercise: str) -> dict:
 
 
 def test_the_jax_records_grade_as_tensorflow_does(course):
-    """Each model the live test leaves to the JAX records grades there as on TensorFlow, on every seed: each
-    training's metrics within the TensorFlow section's spread (as the live test asks of its one training), each
-    baseline on the failing side of every check it must fail, and the reference's one-training failures no more
-    frequent than TensorFlow's 95% bound makes likely (at most the 99th percentile of that binomial)."""
+    """Each model the live test leaves to the JAX records grades there as on TensorFlow, on every seed: the same
+    checks that do not train failed (what the model is), each training's metrics within the TensorFlow section's
+    spread (as the live test asks of its one training), each baseline on the failing side of every check it must
+    fail, and the reference's one-training failures no more frequent than TensorFlow's 95% bound makes likely (at
+    most the 99th percentile of that binomial)."""
     from math import comb
 
-    from deepgrade.calibrate import from_records
+    from deepgrade.calibrate import from_records, read_records
 
     judged = []
     for exercise in EXERCISES:
@@ -85,6 +86,14 @@ def test_the_jax_records_grade_as_tensorflow_does(course):
             continue
         jax, tf = from_records(course, exercise, "smoke", jax_records(exercise)), on_tensorflow(course, exercise)
         spreads = {run.name: run for run in tf["runs"]}
+        # the checks that do not train: what each model fails on what it is, the same on every seed of both
+        structure = {backend: {(m, s): sorted(r.get("untrained_failures", [])) for (m, s), r in read_records(path)[1].items()
+                               if m in left}
+                     for backend, path in (("jax", jax_records(exercise)),
+                                           ("tensorflow", ROOT / "docs" / "calibration" / f"{exercise}-smoke.jsonl"))}
+        for model in left:
+            seen = {backend: {tuple(f) for (m, _), f in found.items() if m == model} for backend, found in structure.items()}
+            assert len(seen["tensorflow"]) == 1 and seen["jax"] == seen["tensorflow"], (exercise, model, seen)
         for run in jax["runs"]:
             if run.name not in left:
                 continue

@@ -73,9 +73,9 @@ class Model:
 
 def build_models(course: LoadedCourse, exercise: str, folder: Path,
                  progress: Callable[[str], None] = lambda line: None, only: list[str] | None = None) -> list[Model]:
-    """The reference, every baseline and every answer of ``exercise``, each run once in the student's sandbox; their model files
-    and submissions are kept in ``folder/<exercise>/<name>/`` and reused from there when present (a GPU machine
-    without TensorFlow or bubblewrap grades the models another machine built)."""
+    """The reference, every baseline and every answer of ``exercise``, each run once in the student's sandbox;
+    their model files and submissions are kept in ``folder/<exercise>/<name>/`` and reused from there when
+    present (a GPU machine without TensorFlow or bubblewrap grades the models another machine built)."""
     from ..grader.run import build_submission
 
     ex = course.exercise(exercise)
@@ -210,8 +210,8 @@ def _measure_together(course: LoadedCourse, exercise: str, models: list[Model], 
                       deadline: float | None = None) -> tuple[dict[tuple[str, int], dict], dict]:
     """As :func:`_measure`, in this process on the JAX backend: each model's seeds in groups of ``batch``, each
     group trained at once (:func:`deepgrade.grader.seeds.together`: one vmapped program), then each seed's grade
-    made on its own training. The models are the course's own (the reference and its baselines), graded here
-    without the grader's jail."""
+    made on its own training. The models are the course's own (the reference, its baselines and its answers),
+    graded here without the grader's jail."""
     import keras
 
     from ..grader import grade
@@ -239,8 +239,9 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
               progress: Callable[[str], None] = lambda line: None, *, workers: int = 1,
               models: Path | None = None, first_seed: int = 0, only: list[str] | None = None,
               fresh: bool = False, record: bool = True, batch: int = 0, budget: float | None = None) -> dict:
-    """Train the reference and every baseline (``only``: those named, "reference solution" or a baseline's name)
-    under seeds first_seed.. (``seeds`` of them), once each; ``progress`` hears of each run. The trainings are
+    """Train the reference, every baseline and every answer (``only``: those named, "reference solution", a
+    baseline's or an answer's name) under seeds first_seed.. (``seeds`` of them), once each; ``progress`` hears
+    of each run. The trainings are
     added to the section's records (docs/calibration/, :func:`add_records`; ``fresh``: the old ones dropped),
     and the result is computed from all of them (``record`` False: from this run's alone, nothing kept).
     ``models``: where the built models are kept (default: a temporary folder). ``batch``: train that many seeds

@@ -1,6 +1,7 @@
 """The rule that turns calibration trainings into thresholds and error rates: a proposed threshold with room for
 unlucky seeds (:func:`propose`, :func:`propose_by_rule`), and how often the retry rule errs at given thresholds
-(the reference's false-fail rate, each baseline's false-pass rate, with 95% upper bounds)."""
+(the reference's false-fail rate, each baseline's false-pass rate, each answer's wrong-verdict rate
+(:class:`Verdict`), with 95% upper bounds)."""
 
 from __future__ import annotations
 
@@ -99,11 +100,12 @@ def propose(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy
 def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_accuracy",
                     checks: int = 1) -> tuple[float | None, str]:
     """The threshold the retry rule needs: the reference, and every answer among ``baselines`` that must earn full
-    marks, loses a grade to this check at most TARGET / ``checks`` of the time (95% upper bound, ``checks``
-    training checks sharing the target), and every baseline or answer that must fail it does on every seed. Of the thresholds that do both, the middle one (rounded to 0.001), so both
-    errors keep room, but no more than MARGIN below the reference's allowed tail (a baseline far below must not
-    drag the threshold down to it); with no baseline to fail, the lower of that bound and :func:`propose`'s.
-    Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
+    marks (and can: it passes the checks that do not train), loses a grade to this check at most TARGET /
+    ``checks`` of the time (95% upper bound, ``checks`` training checks sharing the target), and every baseline or
+    answer that must fail it does on every seed. Of the thresholds that do both, the middle one (rounded to
+    0.001), so both errors keep room, but no more than MARGIN below the tightest allowed tail (a baseline far below
+    must not drag the threshold down to it); with no baseline to fail, the lower of that bound and
+    :func:`propose`'s. Too few seeds to show it (fewer than about 100): :func:`propose`'s margin rule instead."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     ref = sorted(sign * v for v in reference.values[metric])
     n = len(ref)
@@ -112,18 +114,20 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
         threshold, why = propose(reference, baselines, metric)
         return threshold, f"{n} seeds are too few to show the retry rule's bound, so the margin rule: {why}"
     high = _round_down(ref[allowed])  # at most `allowed` seeds of the reference below it
-    for run in (r for r in baselines if r.answer and not r.fails and metric in r.values):  # answers that must pass
-        mine = sorted(sign * v for v in run.values[metric])
+    tightest = "the reference"
+    for run in (r for r in baselines if r.answer and not r.fails and r.retried and metric in r.values):
+        mine = sorted(sign * v for v in run.values[metric])  # an answer that must pass, and can
         room = max((k for k in range(len(mine)) if upper_bound(k, len(mine)) ** 2 <= TARGET / checks), default=None)
-        if room is not None:  # too few seeds to show the bound: the answer's own rate says so in its table
-            high = min(high, _round_down(mine[room]))
+        if room is not None and _round_down(mine[room]) < high:  # too few seeds: its own table row says so
+            high, tightest = _round_down(mine[room]), run.name
     must_fail = _must_fail(baselines, metric)
     reach = max((sign * v for b in must_fail for v in b.values[metric]), default=None)
     low = math.ceil((reach + 0.0005) * 1000 - 1e-9) / 1000 if reach is not None else None
     worse = "above" if sign < 0 else "below"
+    failing = "baselines and answers" if any(b.answer for b in must_fail) else "baselines"
     if low is not None and low > high:
-        return None, (f"cannot separate: the reference needs a threshold at or {worse} {sign * high:.3f} and a "
-                      f"baseline that must fail reaches {sign * reach:.4f}; raise the profile's budget")
+        return None, (f"cannot separate: {tightest} needs a threshold at or {worse} {sign * high:.3f} and "
+                      f"{failing} that must fail reach {sign * reach:.4f}; raise the profile's budget")
     if low is not None:  # the middle of the room, but no further than MARGIN from the reference's allowed tail
         threshold = max(_round_down((low + high) / 2), _round_down(high - MARGIN))
     else:  # nothing to separate from: no closer to the reference's tail than the margin rule either
@@ -134,7 +138,9 @@ def propose_by_rule(reference: Runs, baselines: list[Runs], metric: str = "test_
     kept = sum(v < threshold for v in ref)
     said = (f"{kept} of {n} reference seeds {worse} it (at most {allowed} allowed: "
             f"{upper_bound(allowed, n) ** 2:.1e} with the retry, 95% bound)")
-    said += (f"; baselines that must fail reach {sign * reach:.4f}; room {sign * low:.3f}..{sign * high:.3f}"
+    if tightest != "the reference":
+        said += f"; {tightest} needs it at or {worse} {sign * high:.3f}"
+    said += (f"; {failing} that must fail reach {sign * reach:.4f}; room {sign * low:.3f}..{sign * high:.3f}"
              if reach is not None else "; " + _no_baseline(baselines, metric))
     return sign * threshold + 0.0, said
 
@@ -250,9 +256,13 @@ def rates(runs: list[Runs], thresholds: dict[str, float | None]) -> dict:
                   if check in run.fails and metric in run.values and thresholds.get(check) is not None}
         if run.answer:
             n = len(next(iter(run.values.values())))
-            for check in set(run.fails) - set(passes) - set(METRIC_CHECK.values()):  # a check that does not train
-                passes[check] = (Rate(0, n, False, 0.0, 0.0, structural=True) if check in run.structural
-                                 else Rate(n, n, False, 1.0, 1.0))
+            for check in sorted(set(run.fails) - set(passes)):
+                if check in run.structural:  # failed on what it is, every seed
+                    passes[check] = Rate(0, n, False, 0.0, 0.0, structural=True)
+                elif check not in METRIC_CHECK.values():  # a check that does not train, passed on every seed
+                    passes[check] = Rate(n, n, False, 1.0, 1.0)
+                else:  # a check that trains, not measured here (no threshold in this profile, or no metric)
+                    passes[check] = Rate(0, 0, run.retried, 1.0, 1.0)
             out["answers"][run.name] = Verdict(run.name, run.fails, not_full_marks(run, thresholds), passes)
         else:
             out["baselines"].update({(run.name, check): rate for check, rate in passes.items()})

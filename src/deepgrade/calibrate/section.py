@@ -7,7 +7,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-from .rule import ANSWER, METRIC_CHECK, TARGET, Rate, Verdict, upper_bound
+from .rule import ANSWER, METRIC_CHECK, TARGET, Rate, Verdict
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -94,16 +94,18 @@ def markdown(result: dict) -> str:
 def _verdict_row(verdict: Verdict) -> str:
     wrong, full = verdict.wrong, verdict.full
     must = "full marks" if not verdict.fails else "fails " + ", ".join(f"`{c}`" for c in verdict.fails)
-    if wrong.structural:
+    if wrong.n == 0:
+        seen = "not measured (no threshold or metric for a check it must fail)"
+    elif wrong.structural:
         seen = f"{wrong.k}/{wrong.n}: on what it is, whatever the training gives"
     else:
         seen = f"{wrong.k}/{wrong.n}"
     if full.structural:
         shown = "0 (on what it is)"
-    elif not verdict.fails:
+    elif not verdict.fails:  # q squared over-counts a miss when the retry grades only the failed checks: safe
         shown = f"{1 - full.estimate:.5f}, at least {1 - full.upper:.5f}"
-    else:  # the fewer trainings fail a check, the likelier full marks: its bound from the other side
-        shown = f"{1 - full.estimate:.5f}, at most {1 - (1 - upper_bound(full.n - full.k, full.n)) ** 2:.5f}"
+    else:  # full marks need each check it must fail passed: at most the least likely of those false passes
+        shown = f"at most {min(rate.upper for rate in verdict.passes.values()):.5f}"
     return (f"| {verdict.name.removeprefix(ANSWER)} | {must} | {seen} | {wrong.estimate:.2e} | {wrong.upper:.2e} | "
             f"{shown} | {'yes' if verdict.holds else '**no**'} |")
 
