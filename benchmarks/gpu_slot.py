@@ -27,14 +27,14 @@ def say(line: str) -> None:
 
 
 def build(args: argparse.Namespace) -> int:
-    from deepgrade.calibrate import build_models
+    from deepgrade.calibrate import ANSWER, build_models, models_of
     from deepgrade.course import load_course
 
     course = load_course(REPO)
     for exercise in args.exercises:
         # the reference and the baselines, not the answers (course.yml): a dozen more models would not fit in
         # what a slot carries (64 MiB), nor in its time
-        wanted = ["reference solution", *(f"baseline: {name}" for name in course.exercise(exercise).baselines)]
+        wanted = [name for name in models_of(course.exercise(exercise)) if not name.startswith(ANSWER)]
         made = build_models(course, exercise, Path(args.models), say, only=wanted)
         say(f"{exercise}: {', '.join(m.name for m in made)} in {Path(args.models) / exercise}")
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from deepgrade.calibrate import ANSWER, BASELINE
 from deepgrade.errors import ConfigError
 from deepgrade.grader.backend import BACKENDS, ENV, grader_backend
 
@@ -38,15 +39,19 @@ def answers(course, exercise: str) -> dict[str, str]:
     if exercise not in LIVE and shown.get("reference solution", 0) >= RECORDED:
         del found["solution"]
     for name, spec in course.exercise(exercise).baselines.items():
-        if shown.get(f"baseline: {name}", 0) >= RECORDED:
+        if shown.get(BASELINE + name, 0) >= RECORDED:
             continue
         relative = os.path.relpath(course.root / spec.answer, SUBMISSIONS / exercise)
-        found[relative.removesuffix(".py")] = f"baseline: {name}"
+        found[relative.removesuffix(".py")] = BASELINE + name
     return found
 
 
 def jax_records(exercise: str) -> Path:
     return ROOT / "docs" / "calibration" / f"{exercise}-smoke-jax-cpu.jsonl"
+
+
+def tensorflow_records(exercise: str) -> Path:
+    return ROOT / "docs" / "calibration" / f"{exercise}-smoke.jsonl"
 
 
 def on_jax(exercise: str) -> dict[str, int]:
@@ -65,7 +70,7 @@ def on_tensorflow(course, exercise: str) -> dict:
     """The TensorFlow section's result (docs/calibration/EXERCISE-smoke.jsonl) at course.yml's thresholds."""
     from deepgrade.calibrate import from_records
 
-    return from_records(course, exercise, "smoke", ROOT / "docs" / "calibration" / f"{exercise}-smoke.jsonl")
+    return from_records(course, exercise, "smoke", tensorflow_records(exercise))
 
 
 def test_the_jax_records_grade_as_tensorflow_does(course):
@@ -81,7 +86,7 @@ def test_the_jax_records_grade_as_tensorflow_does(course):
     judged = []
     for exercise in EXERCISES:
         shown = on_jax(exercise)
-        left = {model for model, n in shown.items() if n >= RECORDED and not model.startswith("answer: ")}
+        left = {model for model, n in shown.items() if n >= RECORDED and not model.startswith(ANSWER)}
         if not left:
             continue
         jax, tf = from_records(course, exercise, "smoke", jax_records(exercise)), on_tensorflow(course, exercise)
@@ -90,7 +95,7 @@ def test_the_jax_records_grade_as_tensorflow_does(course):
         structure = {backend: {(m, s): sorted(r.get("untrained_failures", [])) for (m, s), r in read_records(path)[1].items()
                                if m in left}
                      for backend, path in (("jax", jax_records(exercise)),
-                                           ("tensorflow", ROOT / "docs" / "calibration" / f"{exercise}-smoke.jsonl"))}
+                                           ("tensorflow", tensorflow_records(exercise)))}
         for model in left:
             seen = {backend: {tuple(f) for (m, _), f in found.items() if m == model} for backend, found in structure.items()}
             assert len(seen["tensorflow"]) == 1 and seen["jax"] == seen["tensorflow"], (exercise, model, seen)

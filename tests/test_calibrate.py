@@ -268,29 +268,3 @@ def test_each_answer_students_give_gets_its_verdict_rate_and_bound():
     assert propose_by_rule(ref, [overfit, weak], "gap")[0] == 0.095  # without it: the reference's 0.08 + MARGIN
     crowded = Runs(ANSWER + "late", {"gap": [0.14] * 200})  # must pass, but lies beyond a baseline's reach
     assert propose_by_rule(ref, [Runs("baseline: b", {"gap": [0.13] * 200}, fails=("gap",)), crowded], "gap")[0] is None
-
-
-def test_course_yml_answers_are_checked_like_baselines(tmp_path):
-    import shutil
-
-    import yaml
-
-    for name in ("course.yml", "solutions", "autograders", "exercises", "tests"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
-    data = yaml.safe_load((tmp_path / "course.yml").read_text())
-    answers = data["exercises"]["regularization"].setdefault("answers", {})
-    answers["dropout"] = {"answer": "tests/submissions/regularization/dropout.py", "fails": ["gapp"], "why": "w"}
-    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"exercises.regularization.answers.dropout.fails: expected checks of "
-                                          r"regularization \(keeps_baseline, accuracy, gap\). Received: \['gapp'\]"):
-        load_course(tmp_path)
-    answers["dropout"] = {"answer": "tests/submissions/regularization/none.py", "why": "w"}
-    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"exercises.regularization.answers.dropout.answer: expected an existing file"):
-        load_course(tmp_path)
-    answers.clear()
-    answers["overfit"] = {"answer": "tests/submissions/regularization/overfit.py", "fails": ["gap"], "why": "w"}
-    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.raises(ConfigError, match=r"expected each answer's name to differ from the baselines'"):
-        load_course(tmp_path)

@@ -14,9 +14,10 @@ from deepgrade.errors import ConfigError
 def write(tmp_path: Path, edit) -> Path:
     data = yaml.safe_load((REPO / "course.yml").read_text())
     edit(data)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for part in ("autograders", "solutions", "tests"):
         (tmp_path / part).symlink_to(REPO / part)
-    (tmp_path / "course.yml").write_text(yaml.safe_dump(data))
+    (tmp_path / "course.yml").write_text(yaml.safe_dump(data, sort_keys=False))  # course.yml's own order
     return tmp_path
 
 
@@ -79,4 +80,22 @@ def test_cli_bad_yaml(tmp_path, capsys):
 def test_baseline_must_name_real_checks(tmp_path):
     root = write(tmp_path, lambda d: d["exercises"]["mlp"]["baselines"]["logistic"].update(fails=["acuracy"]))
     with pytest.raises(ConfigError, match=r"baselines\.logistic\.fails: expected checks of mlp .*Received: \['acuracy'\]"):
+        load_course(root)
+
+
+def test_answers_are_checked_like_baselines(tmp_path):
+    """course.yml's answers students give: real checks to fail, an existing file, a name no baseline has."""
+    def answer(name, **spec):
+        return lambda d: d["exercises"]["regularization"].setdefault("answers", {}).update(
+            {name: {"answer": "tests/submissions/regularization/dropout.py", "why": "w", **spec}})
+
+    root = write(tmp_path / "checks", answer("dropout", fails=["gapp"]))
+    with pytest.raises(ConfigError, match=r"exercises\.regularization\.answers\.dropout\.fails: expected checks of "
+                                          r"regularization \(keeps_baseline, accuracy, gap\)\. Received: \['gapp'\]"):
+        load_course(root)
+    root = write(tmp_path / "file", answer("dropout", answer="tests/submissions/regularization/none.py"))
+    with pytest.raises(ConfigError, match=r"exercises\.regularization\.answers\.dropout\.answer: expected an existing file"):
+        load_course(root)
+    root = write(tmp_path / "clash", answer("overfit", fails=["gap"]))
+    with pytest.raises(ConfigError, match=r"expected each answer's name to differ from the baselines'. Received: \['overfit'\]"):
         load_course(root)

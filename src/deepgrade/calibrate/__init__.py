@@ -36,9 +36,11 @@ from .records import (
 )
 from .rule import (
     ANSWER,
+    BASELINE,
     LOWER_IS_BETTER,
     MARGIN,
     METRIC_CHECK,
+    REFERENCE,
     SPREAD,
     TARGET,
     Rate,
@@ -46,6 +48,7 @@ from .rule import (
     Verdict,
     false_fail,
     false_pass,
+    models_of,
     propose,
     propose_by_rule,
     rates,
@@ -54,9 +57,9 @@ from .rule import (
 from .section import _seeds, markdown, write_section
 
 __all__ = [
-    "ANSWER", "LOWER_IS_BETTER", "MARGIN", "MEASURED", "METRIC_CHECK", "RECORDS", "SAME", "SPREAD", "TARGET", "Model", "Rate",
-    "Recorder", "Runs", "Verdict", "_seeds", "add_records", "build_models", "calibrate", "false_fail", "false_pass",
-    "from_records", "markdown", "propose", "propose_by_rule", "rates", "read_records", "records_path", "render",
+    "ANSWER", "BASELINE", "LOWER_IS_BETTER", "MARGIN", "MEASURED", "METRIC_CHECK", "RECORDS", "REFERENCE", "SAME",
+    "SPREAD", "TARGET", "Model", "Rate", "Recorder", "Runs", "Verdict", "_seeds", "add_records", "build_models",
+    "calibrate", "false_fail", "false_pass", "from_records", "models_of", "markdown", "propose", "propose_by_rule", "rates", "read_records", "records_path", "render",
     "section_files", "upper_bound", "write_section",
 ]
 
@@ -78,16 +81,11 @@ def build_models(course: LoadedCourse, exercise: str, folder: Path,
     present (a GPU machine without TensorFlow or bubblewrap grades the models another machine built)."""
     from ..grader.run import build_submission
 
-    ex = course.exercise(exercise)
-    wanted = [("reference solution", course.source_notebook(exercise), ())]
-    for name, spec in ex.baselines.items():
-        wanted.append((f"baseline: {name}", course.root / spec.answer, tuple(spec.fails)))
-    for name, spec in ex.answers.items():
-        wanted.append((f"{ANSWER}{name}", course.root / spec.answer, tuple(spec.fails)))
     models = []
-    for name, source, fails in wanted:
+    for name, (answer, fails) in models_of(course.exercise(exercise)).items():
         if only is not None and name not in only:
             continue
+        source = course.source_notebook(exercise) if answer is None else course.root / answer
         here = Path(folder) / exercise / re.sub(r"\W+", "_", name).strip("_")
         saved = here / "submission.json"
         if saved.is_file():
@@ -251,8 +249,7 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
 
     deadline = time.monotonic() + budget if budget is not None else None
     course.profile(exercise, profile)
-    ex = course.exercise(exercise)
-    names = ["reference solution", *(f"baseline: {name}" for name in ex.baselines), *(ANSWER + name for name in ex.answers)]
+    names = list(models_of(course.exercise(exercise)))
     wanted = [_model_name(name, names) for name in only] if only else None
     seed_list = list(range(first_seed, first_seed + seeds))
     if not record and wanted is not None and "reference solution" not in wanted:
@@ -274,8 +271,8 @@ def calibrate(course: LoadedCourse, exercise: str, seeds: int, profile: str,
 def _model_name(name: str, names: list[str]) -> str:
     """--only's name as calibrate calls the model ("overfit" -> "baseline: overfit", "dropout" -> "answer:
     dropout"), or a clear error."""
-    for candidate in (name, f"baseline: {name}", ANSWER + name):
+    for candidate in (name, BASELINE + name, ANSWER + name):
         if candidate in names:
             return candidate
-    shown = ", ".join(n.removeprefix("baseline: ").removeprefix(ANSWER) for n in names)
+    shown = ", ".join(n.removeprefix(BASELINE).removeprefix(ANSWER) for n in names)
     raise ConfigError(f"calibrate --only: expected one of {shown}. Received: {name!r}.")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..course import LoadedCourse
 from ..errors import ConfigError
-from .rule import ANSWER, METRIC_CHECK, Runs, propose_by_rule, rates
+from .rule import METRIC_CHECK, Runs, models_of, propose_by_rule, rates
 from .section import _backend_key, _seeds
 
 # docs/calibration/<exercise>-<profile>[-<backend>-<device>].jsonl: a line per calibration run ({"run": id,
@@ -116,8 +116,7 @@ def from_records(course: LoadedCourse, exercise: str, profile: str, path: Path) 
     runs_by_id, trainings = read_records(path)
     if not runs_by_id or not trainings:
         raise ConfigError(f"{path}: no trainings recorded. Run `deepgrade calibrate {exercise} --profile {profile}` first.")
-    fails = ({"reference solution": ()} | {f"baseline: {name}": tuple(spec.fails) for name, spec in ex.baselines.items()}
-             | {f"{ANSWER}{name}": tuple(spec.fails) for name, spec in ex.answers.items()})
+    fails = {name: must_fail for name, (_, must_fail) in models_of(ex).items()}
     runs = []
     for name in [n for n in fails if any(model == n for model, _ in trainings)]:
         mine = sorted((seed, record) for (model, seed), record in trainings.items() if model == name)

@@ -14,7 +14,17 @@ from ..grader.run import METRIC_OF
 # metric in the grade's environment -> the check whose threshold it decides
 METRIC_CHECK = {metric: check for check, metric in METRIC_OF.items()}  # the retry rule's, inverted
 LOWER_IS_BETTER = {"gap"}  # a maximum, not a minimum
-ANSWER = "answer: "  # calibration's name of an answer of course.yml's ``answers:`` ("answer: dropout")
+REFERENCE = "reference solution"  # calibration's name of the reference
+BASELINE = "baseline: "  # of a baseline of course.yml's ``baselines:`` ("baseline: overfit")
+ANSWER = "answer: "  # of an answer of course.yml's ``answers:`` ("answer: dropout")
+
+
+def models_of(exercise) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+    """The models calibration trains for ``exercise`` (a course.yml exercise), in order: name -> (its answer file,
+    relative to course.yml, None for the reference; the checks it must fail)."""
+    return ({REFERENCE: (None, ())}
+            | {BASELINE + name: (spec.answer, tuple(spec.fails)) for name, spec in exercise.baselines.items()}
+            | {ANSWER + name: (spec.answer, tuple(spec.fails)) for name, spec in exercise.answers.items()})
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,11 @@ class Runs:
     retried: bool = True  # passes every check that does not train: a failed training is trained again
     structural: tuple[str, ...] = ()  # checks it fails on what it is, whatever a training gives (no threshold needed)
     seeds: tuple[int, ...] = ()  # the seed of each value, where known
+
+    @property
+    def n(self) -> int:
+        """How many seeds (trainings) it has."""
+        return len(next(iter(self.values.values())))
 
     @property
     def answer(self) -> bool:
@@ -59,7 +74,7 @@ def _must_fail(baselines: list[Runs], metric: str) -> list[Runs]:
 def _no_baseline(baselines: list[Runs], metric: str) -> str:
     """What to say when no baseline constrains a threshold for ``metric``."""
     check = METRIC_CHECK[metric]
-    gated = [b.name.removeprefix("baseline: ") for b in baselines if check in b.fails and check in b.structural]
+    gated = [b.name.removeprefix(BASELINE) for b in baselines if check in b.fails and check in b.structural]
     return (f"no baseline to fail by a threshold ({', '.join(gated)} fail{'s' if len(gated) == 1 else ''} "
             f"`{check}` on what {'it is' if len(gated) == 1 else 'they are'})" if gated else "no baseline to fail")
 
@@ -192,7 +207,7 @@ def false_fail(run: Runs, thresholds: dict[str, float]) -> Rate:
     """The reference loses a training check's points: its first training fails one and so does the second
     (the reference passes every check that does not train, so it always gets one). Seeds are independent draws."""
     metrics = [(m, thresholds[c]) for m, c in METRIC_CHECK.items() if m in run.values and thresholds.get(c) is not None]
-    n = len(next(iter(run.values.values())))
+    n = run.n
     k = sum(any(_fails(m, run.values[m][i], t) for m, t in metrics) for i in range(n))
     return Rate(k, n, True, (k / n) ** 2, upper_bound(k, n) ** 2)
 
@@ -236,14 +251,11 @@ class Verdict:
 
 
 def not_full_marks(run: Runs, thresholds: dict[str, float]) -> Rate:
-    """How often ``run`` misses full marks: a training check failed by its first training and by its second (a
-    model that passes every check that does not train gets one); always, when it fails one of those."""
-    metrics = [(m, thresholds[c]) for m, c in METRIC_CHECK.items() if m in run.values and thresholds.get(c) is not None]
-    n = len(next(iter(run.values.values())))
+    """How often ``run`` misses full marks: as the reference's false fail (a training check failed by its first
+    training and by its second); always, when it fails a check that does not train (it gets no second)."""
     if not run.retried:
-        return Rate(n, n, False, 1.0, 1.0, structural=True)
-    k = sum(any(_fails(m, run.values[m][i], t) for m, t in metrics) for i in range(n))
-    return Rate(k, n, True, (k / n) ** 2, upper_bound(k, n) ** 2)
+        return Rate(run.n, run.n, False, 1.0, 1.0, structural=True)
+    return false_fail(run, thresholds)
 
 
 def rates(runs: list[Runs], thresholds: dict[str, float | None]) -> dict:
@@ -255,7 +267,7 @@ def rates(runs: list[Runs], thresholds: dict[str, float | None]) -> dict:
         passes = {check: false_pass(run, metric, thresholds[check]) for metric, check in METRIC_CHECK.items()
                   if check in run.fails and metric in run.values and thresholds.get(check) is not None}
         if run.answer:
-            n = len(next(iter(run.values.values())))
+            n = run.n
             for check in sorted(set(run.fails) - set(passes)):
                 if check in run.structural:  # failed on what it is, every seed
                     passes[check] = Rate(0, n, False, 0.0, 0.0, structural=True)
